@@ -1,0 +1,1 @@
+"""The k2 command line (installed as the package k2.cli)."""

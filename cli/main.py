@@ -1,0 +1,118 @@
+"""The ``k2`` command: one root group carrying the connection options, one sub-group per folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from k2.stack.manager import default_home, recorded_ports
+from k2.stack.services import Ports, urls
+
+ENV_PREFIX = "K2"
+
+
+@dataclass
+class Settings:
+    """Connection settings shared by every command (flag > K2_* environment > local stack default)."""
+
+    home: Path
+    bootstrap_servers: str
+    registry_url: str
+    connect_url: str
+    ksql_url: str
+    catalog_uri: str
+    verbose: bool
+
+
+def local_defaults(home: Path) -> dict[str, str]:
+    """Client URLs of the local stack in ``home``: its recorded ports, else K2_*_PORT, else defaults."""
+    recorded = recorded_ports(home)
+    env_ports = {k: v for k, v in os.environ.items() if k in Ports.ENV.values()}
+    merged = {Ports.ENV[k]: str(v) for k, v in recorded.items()} | env_ports
+    local = urls(Ports.from_env(merged))
+    return {
+        "bootstrap_servers": local["kafka"],
+        "registry_url": local["registry"],
+        "connect_url": local["connect"],
+        "catalog_uri": local["catalog"],
+        "ksql_url": "http://127.0.0.1:8088",
+    }
+
+
+class K2Group(click.Group):
+    """A group whose failures are one line on stderr and a non-zero exit; tracebacks only with --verbose."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            verbose = bool(ctx.find_root().params.get("verbose"))
+            if verbose:
+                traceback.print_exc()
+            ours = type(exc).__module__.startswith("k2.")
+            message = str(exc) if ours else f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for details)"
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=K2Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--home",
+    envvar="K2_HOME",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory of the local stack (data, logs, pids).  [env: K2_HOME; default: ./.k2]",
+)
+@click.option("--bootstrap-servers", envvar="K2_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.  [env: K2_BOOTSTRAP_SERVERS]")
+@click.option("--registry-url", envvar="K2_REGISTRY_URL", help="Schema registry (Confluent API) URL.  [env: K2_REGISTRY_URL]")
+@click.option("--connect-url", envvar="K2_CONNECT_URL", help="Kafka Connect REST URL.  [env: K2_CONNECT_URL]")
+@click.option("--ksql-url", envvar="K2_KSQL_URL", help="ksqlDB server URL.  [env: K2_KSQL_URL]")
+@click.option("--catalog-uri", envvar="K2_CATALOG_URI", help="Iceberg REST catalog URI.  [env: K2_CATALOG_URI]")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="k2-market-data", prog_name="k2")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, verbose: bool, **urls_given: str | None) -> None:
+    """K2: Binance trades -> Kafka (Avro) -> Iceberg via Kafka Connect, live ksqlDB aggregates, DuckDB.
+
+    Connection options default to the local stack started by `k2 stack up` (loopback ports).
+
+    \b
+    Examples:
+      k2 stack up                  # start Kafka, registry, Connect, Iceberg REST catalog
+      k2 stack status --format json
+      K2_CONNECT_URL=http://connect:8083 k2 stack status
+    """
+    state_home = home.resolve() if home else default_home()
+    defaults = local_defaults(state_home)
+    ctx.obj = Settings(
+        home=state_home,
+        verbose=verbose,
+        **{key: urls_given.get(key) or defaults[key] for key in defaults},  # type: ignore[arg-type]
+    )
+
+
+def _register() -> None:
+    from . import stack_cmd
+
+    cli.add_command(stack_cmd.stack)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="k2")
+
+
+if __name__ == "__main__":
+    main()

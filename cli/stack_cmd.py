@@ -1,0 +1,184 @@
+"""``k2 stack``: the local stack of stack/ (Kafka, schema registry, Kafka Connect, Iceberg REST catalog)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from k2.stack.manager import Stack, default_cache, recorded_ports
+from k2.stack.services import SERVICE_NAMES, Context, Ports
+
+from .main import Settings
+from .output import Progress, emit, format_option
+
+STATUS_COLUMNS = ("service", "url", "state", "pid", "log")
+
+
+def _stack(settings: Settings, **port_flags: int | None) -> Stack:
+    recorded = {Ports.ENV[k]: str(v) for k, v in recorded_ports(settings.home).items()}
+    env = recorded | {k: v for k, v in os.environ.items() if k in Ports.ENV.values()}
+    ports = Ports.from_env(env, **port_flags)
+    return Stack(Context(home=settings.home, cache=default_cache(), ports=ports))
+
+
+@click.group()
+def stack() -> None:
+    """Run the local stack as plain processes on loopback (no Docker).
+
+    Jars are resolved from Maven Central once into K2_CACHE_DIR (default ~/.cache/k2), versions pinned
+    in stack/artifacts.toml; state lives in K2_HOME (default ./.k2).
+
+    \b
+    Examples:
+      k2 stack up --timeout 300
+      k2 stack status --format json
+      k2 stack logs connect -n 50
+      k2 stack down && k2 stack reset --yes
+    """
+
+
+def _port_options(func: Any) -> Any:
+    for name, var in reversed(list(Ports.ENV.items())):
+        default = getattr(Ports(), name)
+        func = click.option(
+            f"--{name}-port",
+            name.replace("-", "_") + "_port",
+            type=click.IntRange(1, 65535),
+            default=None,
+            help=f"Port for {name}.  [env: {var}; default: {default}]",
+        )(func)
+    return func
+
+
+@stack.command()
+@_port_options
+@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for every service to be healthy.")
+@format_option()
+@click.pass_obj
+def up(settings: Settings, timeout: float, fmt: str, **ports: int | None) -> None:
+    """Start every service not already running, then wait until each answers its health check.
+
+    Idempotent: healthy services started earlier are left alone. Downloads the jars on first use.
+
+    \b
+    Examples:
+      k2 stack up
+      k2 stack up --kafka-port 19092 --timeout 600
+      K2_HOME=/tmp/k2 k2 stack up --format json
+    """
+    flags = {key.removesuffix("_port"): value for key, value in ports.items()}
+    the_stack = _stack(settings, **flags)
+    started = time.monotonic()
+    states = the_stack.up(timeout=timeout, progress=Progress())
+    rows = [s.as_dict() for s in states]
+    emit(rows, fmt, STATUS_COLUMNS)
+    if fmt == "table":
+        click.echo(f"Stack ready in {time.monotonic() - started:.1f}s (state in {settings.home}).", err=True)
+    if any(s.state != "running" for s in states):
+        sys.exit(1)
+
+
+@stack.command()
+@format_option()
+@click.pass_obj
+def status(settings: Settings, fmt: str) -> None:
+    """Show each service's URL, state, pid and log file. Exits 1 if any service is not running.
+
+    States: running (healthy), unhealthy (process up, health check failing), stopped, crashed
+    (started by `k2 stack up` but the process has exited: read its log).
+
+    \b
+    Examples:
+      k2 stack status
+      k2 stack status --format json | jq '.[] | select(.state != "running")'
+    """
+    states = _stack(settings).states()
+    emit([s.as_dict() for s in states], fmt, STATUS_COLUMNS)
+    if any(s.state != "running" for s in states):
+        sys.exit(1)
+
+
+@stack.command()
+@click.option("--timeout", type=float, default=60, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.pass_obj
+def down(settings: Settings, timeout: float) -> None:
+    """Stop the processes `k2 stack up` started (by recorded pid), gracefully first.
+
+    A second `down` is a no-op. Data stays in K2_HOME; `k2 stack reset` removes it.
+
+    \b
+    Examples:
+      k2 stack down
+      k2 stack down --timeout 10
+    """
+    for name, outcome in _stack(settings).down(timeout=timeout, progress=Progress()):
+        click.echo(f"{name}: {outcome}")
+
+
+@stack.command()
+@click.argument("services", nargs=-1, type=click.Choice(SERVICE_NAMES))
+@click.option("-n", "--lines", type=int, default=100, show_default=True, help="Lines to show from the end of each log.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@click.pass_obj
+def logs(settings: Settings, services: tuple[str, ...], lines: int, follow: bool) -> None:
+    """Print the logs of the named services (default: all), each line prefixed by its service.
+
+    \b
+    Examples:
+      k2 stack logs connect
+      k2 stack logs kafka registry -n 20
+      k2 stack logs -f
+    """
+    files = _stack(settings).log_files(services or SERVICE_NAMES)
+    prefix = len(files) > 1
+    positions: dict[Path, int] = {}
+    for name, path in files:
+        if not path.is_file():
+            click.echo(f"{name}: no log yet ({path})", err=True)
+            continue
+        with path.open("rb") as handle:
+            tail = handle.read().decode(errors="replace").splitlines()[-lines:] if lines > 0 else []
+            positions[path] = handle.tell()
+        for line in tail:
+            click.echo(f"{name:<8} | {line}" if prefix else line)
+    while follow:
+        time.sleep(0.5)
+        for name, path in files:
+            if not path.is_file():
+                continue
+            with path.open("rb") as handle:
+                handle.seek(positions.get(path, 0))
+                chunk = handle.read()
+                positions[path] = handle.tell()
+            for line in chunk.decode(errors="replace").splitlines():
+                click.echo(f"{name:<8} | {line}" if prefix else line)
+
+
+@stack.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--cache", "include_cache", is_flag=True, help="Also delete the downloaded jars (K2_CACHE_DIR).")
+@click.pass_obj
+def reset(settings: Settings, yes: bool, include_cache: bool) -> None:
+    """Stop the stack and delete its state: topics, schemas, tables, logs.
+
+    \b
+    Examples:
+      k2 stack reset            # asks first
+      k2 stack reset --yes --cache
+    """
+    the_stack = _stack(settings)
+    what = f"all K2 stack data in {settings.home}" + (f" and the jar cache {the_stack.ctx.cache}" if include_cache else "")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("refusing to delete without confirmation on a non-interactive input; pass --yes")
+        click.confirm(f"Delete {what}?", abort=True)
+    for name, outcome in the_stack.down(timeout=60, progress=Progress()):
+        if outcome not in ("was not running",):
+            click.echo(f"{name}: {outcome}")
+    removed = the_stack.reset(include_cache)
+    click.echo(f"Deleted {what} ({len(removed)} entries).")

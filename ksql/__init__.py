@@ -1,0 +1,1 @@
+"""ksqlDB migrations (V000001__*.sql, applied in order) and the code that applies them."""

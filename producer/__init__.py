@@ -1,0 +1,1 @@
+"""The Binance -> Kafka producer behind `k2 produce`."""

@@ -1,0 +1,1 @@
+"""Avro contracts (*.avsc) and their registration in the schema registry."""

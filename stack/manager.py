@@ -1,0 +1,325 @@
+"""Start, stop and inspect the local stack's processes, tracked by pid files under K2_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .exceptions import StackError
+from .resolve import Component, ResolveError, is_resolved, load_components, resolve
+from .services import HOST, SERVICES, Context, Ports, Service, find_java, find_maven, service
+
+Progress = Callable[[str], None]
+STATE_DIRS = ("logs", "run", "data", "kafka", "connect", "registry", "tmp")
+PORTS_FILE = "ports.json"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    service: str
+    url: str
+    state: str  # running | starting | unhealthy | stopped | crashed
+    pid: int | None
+    log: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def default_home(env: dict[str, str] | os._Environ[str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("K2_HOME") or ".k2").resolve()
+
+
+def default_cache(env: dict[str, str] | os._Environ[str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("K2_CACHE_DIR"):
+        return Path(env["K2_CACHE_DIR"]).resolve()
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "k2"
+
+
+def recorded_ports(home: Path) -> dict[str, int]:
+    """Ports the last ``up`` used in this state directory (so ``status``/``down`` need no flags)."""
+    try:
+        data = json.loads((home / PORTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: int(v) for k, v in data.items() if k in Ports.ENV}
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """True when something already listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR ignores sockets in TIME_WAIT, as the JVMs do: only a live listener counts.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process start time in clock ticks, to tell our pid from a reused one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has exited
+        return None
+    return int(fields[19])
+
+
+def _alive(pid: int, ticks: int | None) -> bool:
+    if Path("/proc").is_dir():
+        current = _start_ticks(pid)
+        return current is not None and (ticks is None or current == ticks)
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def last_error_line(log: Path, limit: int = 200) -> str:
+    """The last line of a log that looks like the cause of a failure, shortened to one line."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 65536))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    markers = ("ERROR", "FATAL", "Exception", "Error:", "Caused by")
+    for line in reversed(lines):
+        if any(m in line for m in markers):
+            return line.strip()[:limit]
+    return ""
+
+
+class Stack:
+    """The local stack rooted at one state directory."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def log_path(self, svc: Service) -> Path:
+        return self.ctx.logs / f"{svc.name}.log"
+
+    def _pid_file(self, svc: Service) -> Path:
+        return self.ctx.run / f"{svc.name}.json"
+
+    def _record(self, svc: Service) -> dict[str, int] | None:
+        try:
+            data = json.loads(self._pid_file(svc).read_text())
+            return {"pid": int(data["pid"]), "ticks": int(data["ticks"]) if data.get("ticks") else 0}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def pid(self, svc: Service) -> int | None:
+        """The pid of the service if this stack started it and it still runs."""
+        record = self._record(svc)
+        if record and _alive(record["pid"], record["ticks"] or None):
+            return record["pid"]
+        return None
+
+    def state(self, svc: Service) -> ServiceState:
+        record = self._record(svc)
+        pid = self.pid(svc)
+        if pid is None:
+            state = "crashed" if record else "stopped"
+        else:
+            state = "running" if svc.health(self.ctx) else "unhealthy"
+        return ServiceState(svc.name, svc.url(self.ctx.ports), state, pid, str(self.log_path(svc)))
+
+    def states(self) -> list[ServiceState]:
+        return [self.state(svc) for svc in SERVICES]
+
+    # -- up ----------------------------------------------------------------------------------
+    def ensure_artifacts(self, progress: Progress) -> None:
+        components = load_components()
+        missing = [c for c in components.values() if not is_resolved(self.ctx.cache, c)]
+        if not missing:
+            return
+        maven = find_maven()
+        for index, component in enumerate(missing, 1):
+            count = 0
+            started = time.monotonic()
+
+            def tick(url: str, component_name: str = component.name) -> None:
+                nonlocal count
+                count += 1
+                progress(f"Downloading {component_name}: {count} files ({url.rsplit('/', 1)[-1]})")
+
+            progress(f"Resolving {component.name} ({index}/{len(missing)}) from Maven Central")
+            try:
+                resolve(component, self.ctx.cache, maven=maven, on_download=tick)
+            except ResolveError as exc:
+                raise StackError(str(exc)) from exc
+            progress(f"Resolved {component.name}: {count} files in {time.monotonic() - started:.0f}s\n")
+
+    def up(self, timeout: float, progress: Progress) -> list[ServiceState]:
+        """Start every service that is not already running and wait until all are healthy."""
+        java = find_java()
+        ctx = Context(self.ctx.home, self.ctx.cache, self.ctx.ports, java)
+        self.ctx = ctx
+        for sub in ("logs", "run", "data", "tmp"):
+            (ctx.home / sub).mkdir(parents=True, exist_ok=True)
+        self.ensure_artifacts(progress)
+        (ctx.home / PORTS_FILE).write_text(json.dumps(ctx.ports.as_dict(), indent=2) + "\n")
+
+        pending: list[Service] = []
+        for svc in SERVICES:
+            if self.pid(svc) is not None:
+                continue  # already ours and alive: waited for below, never restarted
+            self._pid_file(svc).unlink(missing_ok=True)
+            port = svc.port_number(ctx.ports)
+            if port_in_use(port):
+                env = Ports.ENV[svc.port]
+                raise StackError(
+                    f"port {port} for {svc.name} is already in use by another process; stop it, or pick another "
+                    f"port with --{svc.port}-port or {env}"
+                )
+            if svc.name == "kafka" and port_in_use(ctx.ports.controller):
+                raise StackError(
+                    f"port {ctx.ports.controller} for the Kafka controller is already in use by another process; "
+                    "stop it, or pick another port with --controller-port or K2_CONTROLLER_PORT"
+                )
+            pending.append(svc)
+
+        components = load_components()
+        deadline = time.monotonic() + timeout
+        healthy: set[str] = set()
+        while True:
+            for svc in list(pending):
+                if all(dep in healthy for dep in svc.depends_on):
+                    self._spawn(svc, components[svc.component])
+                    pending.remove(svc)
+            waiting = []
+            for svc in SERVICES:
+                if svc.name in healthy or svc in pending:
+                    continue
+                pid = self.pid(svc)
+                if pid is None:
+                    log = self.log_path(svc)
+                    cause = last_error_line(log)
+                    raise StackError(
+                        f"{svc.name} exited during start-up{': ' + cause if cause else ''} (see {log})"
+                    )
+                if svc.health(ctx):
+                    healthy.add(svc.name)
+                else:
+                    waiting.append(svc.name)
+            if not waiting and not pending:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                names = waiting or [s.name for s in pending]
+                logs = ", ".join(str(self.log_path(service(n))) for n in names)
+                raise StackError(
+                    f"{', '.join(names)} not healthy within {timeout:.0f}s; raise --timeout or read {logs}"
+                )
+            progress(f"Waiting for {', '.join(waiting or [s.name for s in pending])} ({remaining:.0f}s left)")
+            time.sleep(0.5)
+        progress("")
+        return self.states()
+
+    def _spawn(self, svc: Service, component: Component) -> None:
+        cmd, extra_env, workdir = svc.prepare(self.ctx, component)
+        env = {**os.environ, **extra_env}
+        log = self.log_path(svc)
+        with log.open("ab") as out:
+            out.write(f"\n=== k2 stack up: starting {svc.name} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode())
+            out.flush()
+            proc = subprocess.Popen(
+                cmd,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: `down` signals it and its children only
+            )
+        record = {"pid": proc.pid, "ticks": _start_ticks(proc.pid), "cmd": cmd}
+        self._pid_file(svc).write_text(json.dumps(record) + "\n")
+
+    # -- down --------------------------------------------------------------------------------
+    def down(self, timeout: float, progress: Progress) -> list[tuple[str, str]]:
+        """Stop the processes this stack started: SIGTERM first, SIGKILL after ``timeout``."""
+        results: list[tuple[str, str]] = []
+        for svc in reversed(SERVICES):
+            pid = self.pid(svc)
+            if pid is None:
+                had_record = self._pid_file(svc).exists()
+                self._pid_file(svc).unlink(missing_ok=True)
+                results.append((svc.name, "was not running" if not had_record else "had already exited"))
+                continue
+            progress(f"Stopping {svc.name} (pid {pid})")
+            results.append((svc.name, self._stop(svc, pid, timeout)))
+            self._pid_file(svc).unlink(missing_ok=True)
+        progress("")
+        return results
+
+    def _stop(self, svc: Service, pid: int, timeout: float) -> str:
+        record = self._record(svc)
+        ticks = record["ticks"] if record else None
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return "stopped"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid, ticks or None):
+                _reap(pid)
+                return "stopped"
+            time.sleep(0.2)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(pid)
+        return f"killed (no clean exit within {timeout:.0f}s)"
+
+    # -- reset -------------------------------------------------------------------------------
+    def reset(self, include_cache: bool) -> list[Path]:
+        """Delete the stack's state (and the artifact cache if asked). Call ``down`` first."""
+        removed = []
+        for name in (*STATE_DIRS, PORTS_FILE):
+            path = self.ctx.home / name
+            if path.is_dir():
+                shutil.rmtree(path)
+                removed.append(path)
+            elif path.exists():
+                path.unlink()
+                removed.append(path)
+        if include_cache and self.ctx.cache.exists():
+            shutil.rmtree(self.ctx.cache)
+            removed.append(self.ctx.cache)
+        try:
+            self.ctx.home.rmdir()  # only if nothing else lives there
+        except OSError:
+            pass
+        return removed
+
+    # -- logs --------------------------------------------------------------------------------
+    def log_files(self, names: Iterable[str]) -> list[tuple[str, Path]]:
+        return [(name, self.log_path(service(name))) for name in names]
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the process is our child (when `up` and `down` run in one process)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

@@ -1,0 +1,367 @@
+"""The services of the K2 local stack: how each is prepared, started and checked.
+
+Every service is a plain JVM process on loopback, started from jars resolved by ``resolve.py``.
+The declarative parts (broker and worker properties, logging) live in ``stack/config/``; this module
+only fills in ports and paths.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import requests
+
+from .exceptions import StackError
+from .resolve import Component, component_dir, load_components
+
+CONFIG_DIR = Path(__file__).with_name("config")
+JAVA_DIR = Path(__file__).with_name("java")
+HOST = "127.0.0.1"
+MIN_JAVA = 17
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Loopback ports of the local stack. Each can be set by a flag or a ``K2_*_PORT`` variable."""
+
+    kafka: int = 9092
+    controller: int = 9093
+    registry: int = 8081
+    connect: int = 8083
+    catalog: int = 8181
+
+    ENV = {
+        "kafka": "K2_KAFKA_PORT",
+        "controller": "K2_CONTROLLER_PORT",
+        "registry": "K2_REGISTRY_PORT",
+        "connect": "K2_CONNECT_PORT",
+        "catalog": "K2_CATALOG_PORT",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: int | None) -> Ports:
+        """Ports from flags (``overrides``) over environment variables over defaults."""
+        env = os.environ if env is None else env
+        values: dict[str, int] = {}
+        for name, var in cls.ENV.items():
+            flag = overrides.get(name)
+            raw: object = flag if flag is not None else env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                port = int(str(raw))
+            except ValueError:
+                raise StackError(f"{var}={raw!r} is not a port number (use 1-65535)") from None
+            if not 0 < port < 65536:
+                raise StackError(f"{name} port {port} is out of range (use 1-65535, via --{name}-port or {var})")
+            values[name] = port
+        ports = replace(cls(), **values)
+        seen: dict[int, str] = {}
+        for name in cls.ENV:
+            port = getattr(ports, name)
+            if port in seen:
+                raise StackError(f"{seen[port]} and {name} are both set to port {port}; give each its own port")
+            seen[port] = name
+        return ports
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.ENV}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where the stack lives: state directory, artifact cache, ports and the Java to run."""
+
+    home: Path
+    cache: Path
+    ports: Ports
+    java: str = "java"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.data / "warehouse"
+
+    def lib(self, component: Component) -> Path:
+        return component_dir(self.cache, component) / component.output_subdir
+
+
+def urls(ports: Ports) -> dict[str, str]:
+    """The client-facing address of each service, as the CLI's connection options expect them."""
+    return {
+        "kafka": f"{HOST}:{ports.kafka}",
+        "registry": f"http://{HOST}:{ports.registry}/apis/ccompat/v7",
+        "connect": f"http://{HOST}:{ports.connect}",
+        "catalog": f"http://{HOST}:{ports.catalog}",
+    }
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _kafka_ok(bootstrap: str) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    quiet = logging.getLogger("k2.stack.kafka-health")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000}, logger=quiet)
+    try:
+        admin.list_topics(timeout=3)
+        return True
+    except Exception:  # KafkaException or a timeout: not ready yet
+        return False
+
+
+@dataclass(frozen=True)
+class Service:
+    """One process of the stack."""
+
+    name: str
+    component: str
+    port: str
+    depends_on: tuple[str, ...]
+    health: Callable[[Context], bool] = field(repr=False)
+    prepare: Callable[[Context, Component], tuple[list[str], dict[str, str], Path]] = field(repr=False)
+
+    def url(self, ports: Ports) -> str:
+        return urls(ports)[self.name]
+
+    def port_number(self, ports: Ports) -> int:
+        return int(getattr(ports, self.port))
+
+
+def _java_args(ctx: Context, heap: str) -> list[str]:
+    return [ctx.java, f"-Xmx{heap}", "-XX:+UseG1GC", f"-Djava.io.tmpdir={ctx.home / 'tmp'}"]
+
+
+def _prepare_kafka(ctx: Context, component: Component) -> tuple[list[str], dict[str, str], Path]:
+    workdir = ctx.home / "kafka"
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_dir = ctx.data / "kafka"
+    properties = workdir / "server.properties"
+    template = (CONFIG_DIR / "kafka-server.properties").read_text()
+    properties.write_text(
+        template.format(
+            host=HOST, kafka_port=ctx.ports.kafka, controller_port=ctx.ports.controller, data_dir=data_dir
+        )
+    )
+    classpath = f"{ctx.lib(component)}/*"
+    log4j = f"-Dlog4j2.configurationFile={CONFIG_DIR / 'log4j2.properties'}"
+    if not (data_dir / "meta.properties").is_file():
+        # First start: format KRaft storage with a fresh cluster id (single voter, dynamic quorum).
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        fmt = [ctx.java, log4j, "-cp", classpath, "kafka.tools.StorageTool", "format"]
+        fmt += ["-t", cluster_id, "-c", str(properties), "--standalone"]
+        done = subprocess.run(fmt, capture_output=True, text=True)
+        if done.returncode != 0:
+            log = ctx.logs / "kafka-format.log"
+            log.write_text(done.stdout + done.stderr)
+            raise StackError(f"formatting Kafka storage in {data_dir} failed; see {log}")
+    cmd = _java_args(ctx, "1g") + [log4j, "-cp", classpath, "kafka.Kafka", str(properties)]
+    return cmd, {}, workdir
+
+
+def _prepare_registry(ctx: Context, component: Component) -> tuple[list[str], dict[str, str], Path]:
+    dist = ctx.lib(component)
+    runners = sorted(dist.glob("apicurio-registry-app-*-runner.jar"))
+    if not runners:
+        raise StackError(f"no apicurio-registry-app runner jar in {dist}; run `k2 stack reset --cache` and retry")
+    db = ctx.data / "registry" / "registry"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "quarkus.http.host": HOST,
+        "quarkus.http.port": ctx.ports.registry,
+        # Persistent storage: an H2 database file under the state directory, so schema ids survive restarts.
+        "apicurio.storage.kind": "sql",
+        "apicurio.storage.sql.kind": "h2",
+        "apicurio.datasource.url": f"jdbc:h2:file:{db};DB_CLOSE_ON_EXIT=FALSE",
+        "apicurio.datasource.username": "sa",
+        # Confluent clients expect the ccompat API to hand out content ids (the default in 3.x).
+        "apicurio.ccompat.legacy-id-mode.enabled": "false",
+        "apicurio.rest.deletion.artifact.enabled": "true",
+        "apicurio.rest.deletion.artifact-version.enabled": "true",
+    }
+    cmd = _java_args(ctx, "512m") + [f"-D{key}={value}" for key, value in settings.items()]
+    cmd += ["-jar", str(runners[-1])]
+    workdir = ctx.home / "registry"
+    workdir.mkdir(parents=True, exist_ok=True)
+    return cmd, {}, workdir
+
+
+def _prepare_catalog(ctx: Context, component: Component) -> tuple[list[str], dict[str, str], Path]:
+    lib = ctx.lib(component)
+    classes = component_dir(ctx.cache, component) / "launcher"
+    source = JAVA_DIR / "K2RestCatalogServer.java"
+    compiled = classes / "org" / "apache" / "iceberg" / "rest" / "K2RestCatalogServer.class"
+    if not compiled.is_file() or compiled.stat().st_mtime < source.stat().st_mtime:
+        javac = _javac_for(ctx.java)
+        done = subprocess.run(
+            [javac, "-d", str(classes), "-cp", f"{lib}/*", str(source)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise StackError(f"compiling {source.name} failed: {(done.stderr or done.stdout).strip()[:300]}")
+    (ctx.data / "catalog").mkdir(parents=True, exist_ok=True)
+    ctx.warehouse.mkdir(parents=True, exist_ok=True)
+    env = {
+        "CATALOG_URI": f"jdbc:sqlite:file:{ctx.data / 'catalog' / 'catalog.db'}",
+        "CATALOG_WAREHOUSE": str(ctx.warehouse),
+        "CATALOG_REST_PORT": str(ctx.ports.catalog),
+        "CATALOG_REST_HOST": HOST,
+    }
+    cmd = _java_args(ctx, "512m") + ["-cp", f"{classes}:{lib}/*", "org.apache.iceberg.rest.K2RestCatalogServer"]
+    return cmd, env, ctx.data / "catalog"
+
+
+def _prepare_connect(ctx: Context, component: Component) -> tuple[list[str], dict[str, str], Path]:
+    components = load_components()
+    workdir = ctx.home / "connect"
+    plugins = workdir / "plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    for entry in plugins.iterdir():
+        if entry.is_symlink() or entry.is_file():
+            entry.unlink()
+    for name, plugin in components.items():
+        if plugin.kind == "plugin":
+            (plugins / name).symlink_to(ctx.lib(plugin), target_is_directory=True)
+    env = {
+        "K2_CONNECT_BOOTSTRAP_SERVERS": f"{HOST}:{ctx.ports.kafka}",
+        "K2_CONNECT_LISTENERS": f"http://{HOST}:{ctx.ports.connect}",
+        "K2_CONNECT_ADVERTISED_HOST": HOST,
+        "K2_CONNECT_REGISTRY_API_URL": f"http://{HOST}:{ctx.ports.registry}/apis/registry/v2",
+        # The Iceberg sink reads local warehouse paths through Hadoop; keep its temp files in the state dir.
+        "HADOOP_USER_NAME": os.environ.get("HADOOP_USER_NAME", "k2"),
+    }
+    log4j = f"-Dlog4j2.configurationFile={CONFIG_DIR / 'log4j2.properties'}"
+    cmd = _java_args(ctx, "1g") + [log4j, "-cp", f"{ctx.lib(component)}/*"]
+    cmd += ["org.apache.kafka.connect.cli.ConnectDistributed", str(CONFIG_DIR / "connect-distributed.properties")]
+    return cmd, env, workdir
+
+
+def _javac_for(java: str) -> str:
+    resolved = shutil.which(java) or java
+    sibling = Path(os.path.realpath(resolved)).with_name("javac")
+    if sibling.is_file():
+        return str(sibling)
+    found = shutil.which("javac")
+    if not found:
+        raise StackError("javac was not found: the Iceberg REST catalog launcher needs a JDK 17+ (not only a JRE)")
+    return found
+
+
+SERVICES: tuple[Service, ...] = (
+    Service(
+        name="kafka",
+        component="kafka",
+        port="kafka",
+        depends_on=(),
+        health=lambda ctx: _kafka_ok(f"{HOST}:{ctx.ports.kafka}"),
+        prepare=_prepare_kafka,
+    ),
+    Service(
+        name="registry",
+        component="apicurio-registry",
+        port="registry",
+        depends_on=(),
+        health=lambda ctx: _http_ok(f"http://{HOST}:{ctx.ports.registry}/health/ready")
+        and _http_ok(f"http://{HOST}:{ctx.ports.registry}/apis/ccompat/v7/subjects"),
+        prepare=_prepare_registry,
+    ),
+    Service(
+        name="catalog",
+        component="iceberg-rest",
+        port="catalog",
+        depends_on=(),
+        health=lambda ctx: _http_ok(f"http://{HOST}:{ctx.ports.catalog}/v1/config"),
+        prepare=_prepare_catalog,
+    ),
+    Service(
+        name="connect",
+        component="kafka",
+        port="connect",
+        depends_on=("kafka", "registry"),
+        # /connectors answers only once the worker has joined its group and read its config topic.
+        health=lambda ctx: _http_ok(f"http://{HOST}:{ctx.ports.connect}/connectors"),
+        prepare=_prepare_connect,
+    ),
+)
+
+SERVICE_NAMES = tuple(s.name for s in SERVICES)
+
+
+def service(name: str) -> Service:
+    for candidate in SERVICES:
+        if candidate.name == name:
+            return candidate
+    raise StackError(f"unknown service {name!r}; services are: {', '.join(SERVICE_NAMES)}")
+
+
+_JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
+
+
+def java_major(version_output: str) -> int | None:
+    """The major version in ``java -version`` output ("1.8.0_392" is 8, "17.0.15" is 17)."""
+    match = _JAVA_VERSION.search(version_output)
+    if not match:
+        return None
+    major = int(match.group(1))
+    if major == 1 and match.group(2):
+        major = int(match.group(2))
+    return major
+
+
+def find_java(env: Mapping[str, str] | None = None) -> str:
+    """The java executable to run (JAVA_HOME first, then PATH), checked to be Java 17 or newer."""
+    env = os.environ if env is None else env
+    java_home = env.get("JAVA_HOME")
+    candidate = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java", path=env.get("PATH"))
+    where = f"JAVA_HOME={java_home}" if java_home else "PATH"
+    if not candidate or not Path(candidate).is_file():
+        raise StackError(
+            f"Java {MIN_JAVA}+ is required but no java was found on {where}; "
+            f"install a JDK {MIN_JAVA} (apt-get install openjdk-17-jdk-headless) or set JAVA_HOME"
+        )
+    done = subprocess.run([candidate, "-version"], capture_output=True, text=True)
+    major = java_major(done.stderr + done.stdout)
+    if major is None or major < MIN_JAVA:
+        found = f"Java {major}" if major else "an unrecognised Java"
+        raise StackError(
+            f"Java {MIN_JAVA}+ is required but {candidate} is {found}; "
+            f"install a JDK {MIN_JAVA}+ or point JAVA_HOME at one"
+        )
+    return candidate
+
+
+def find_maven(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    found = shutil.which("mvn", path=env.get("PATH"))
+    if not found:
+        raise StackError(
+            "Maven is required to download the stack's jars but mvn was not found on PATH; "
+            "install it (apt-get install maven) and retry"
+        )
+    return found
