@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,10 @@ import click
 from k2.stack.manager import default_home, recorded_ports
 from k2.stack.services import Ports, urls
 
+from . import stack_cmd
+from .settings import Settings
+
 ENV_PREFIX = "K2"
-
-
-@dataclass
-class Settings:
-    """Connection settings shared by every command (flag > K2_* environment > local stack default)."""
-
-    home: Path
-    bootstrap_servers: str
-    registry_url: str
-    connect_url: str
-    ksql_url: str
-    catalog_uri: str
-    verbose: bool
 
 
 def local_defaults(home: Path) -> dict[str, str]:
@@ -73,8 +62,12 @@ class K2Group(click.Group):
     type=click.Path(file_okay=False, path_type=Path),
     help="State directory of the local stack (data, logs, pids).  [env: K2_HOME; default: ./.k2]",
 )
-@click.option("--bootstrap-servers", envvar="K2_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.  [env: K2_BOOTSTRAP_SERVERS]")
-@click.option("--registry-url", envvar="K2_REGISTRY_URL", help="Schema registry (Confluent API) URL.  [env: K2_REGISTRY_URL]")
+@click.option(
+    "--bootstrap-servers", envvar="K2_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.  [env: K2_BOOTSTRAP_SERVERS]"
+)
+@click.option(
+    "--registry-url", envvar="K2_REGISTRY_URL", help="Schema registry (Confluent API) URL.  [env: K2_REGISTRY_URL]"
+)
 @click.option("--connect-url", envvar="K2_CONNECT_URL", help="Kafka Connect REST URL.  [env: K2_CONNECT_URL]")
 @click.option("--ksql-url", envvar="K2_KSQL_URL", help="ksqlDB server URL.  [env: K2_KSQL_URL]")
 @click.option("--catalog-uri", envvar="K2_CATALOG_URI", help="Iceberg REST catalog URI.  [env: K2_CATALOG_URI]")
@@ -101,13 +94,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: bool, **urls_given: str 
     )
 
 
-def _register() -> None:
-    from . import stack_cmd
-
-    cli.add_command(stack_cmd.stack)
-
-
-_register()
+cli.add_command(stack_cmd.stack)
 
 
 def main() -> None:

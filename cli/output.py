@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -66,8 +67,7 @@ class Progress:
     """A status line on stderr that rewrites itself on a terminal and stays quiet otherwise."""
 
     def __init__(self, enabled: bool | None = None) -> None:
-        stream = click.get_text_stream("stderr")
-        self.enabled = stream.isatty() if enabled is None else enabled
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._width = 0
 
     def __call__(self, message: str) -> None:

@@ -13,8 +13,8 @@ import click
 from k2.stack.manager import Stack, default_cache, recorded_ports
 from k2.stack.services import SERVICE_NAMES, Context, Ports
 
-from .main import Settings
 from .output import Progress, emit, format_option
+from .settings import Settings
 
 STATUS_COLUMNS = ("service", "url", "state", "pid", "log")
 
@@ -57,7 +57,9 @@ def _port_options(func: Any) -> Any:
 
 @stack.command()
 @_port_options
-@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for every service to be healthy.")
+@click.option(
+    "--timeout", type=float, default=300, show_default=True, help="Seconds to wait for every service to be healthy."
+)
 @format_option()
 @click.pass_obj
 def up(settings: Settings, timeout: float, fmt: str, **ports: int | None) -> None:
@@ -104,7 +106,9 @@ def status(settings: Settings, fmt: str) -> None:
 
 
 @stack.command()
-@click.option("--timeout", type=float, default=60, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option(
+    "--timeout", type=float, default=60, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL."
+)
 @click.pass_obj
 def down(settings: Settings, timeout: float) -> None:
     """Stop the processes `k2 stack up` started (by recorded pid), gracefully first.
@@ -172,7 +176,9 @@ def reset(settings: Settings, yes: bool, include_cache: bool) -> None:
       k2 stack reset --yes --cache
     """
     the_stack = _stack(settings)
-    what = f"all K2 stack data in {settings.home}" + (f" and the jar cache {the_stack.ctx.cache}" if include_cache else "")
+    what = f"all K2 stack data in {settings.home}" + (
+        f" and the jar cache {the_stack.ctx.cache}" if include_cache else ""
+    )
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("refusing to delete without confirmation on a non-interactive input; pass --yes")

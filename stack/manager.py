@@ -176,8 +176,6 @@ class Stack:
         self.ctx = ctx
         for sub in ("logs", "run", "data", "tmp"):
             (ctx.home / sub).mkdir(parents=True, exist_ok=True)
-        self.ensure_artifacts(progress)
-        (ctx.home / PORTS_FILE).write_text(json.dumps(ctx.ports.as_dict(), indent=2) + "\n")
 
         pending: list[Service] = []
         for svc in SERVICES:
@@ -198,6 +196,9 @@ class Stack:
                 )
             pending.append(svc)
 
+        # Ports are checked before any download, so a conflict fails in a second, not after minutes.
+        self.ensure_artifacts(progress)
+        (ctx.home / PORTS_FILE).write_text(json.dumps(ctx.ports.as_dict(), indent=2) + "\n")
         components = load_components()
         deadline = time.monotonic() + timeout
         healthy: set[str] = set()
@@ -214,9 +215,7 @@ class Stack:
                 if pid is None:
                     log = self.log_path(svc)
                     cause = last_error_line(log)
-                    raise StackError(
-                        f"{svc.name} exited during start-up{': ' + cause if cause else ''} (see {log})"
-                    )
+                    raise StackError(f"{svc.name} exited during start-up{': ' + cause if cause else ''} (see {log})")
                 if svc.health(ctx):
                     healthy.add(svc.name)
                 else:
@@ -240,7 +239,8 @@ class Stack:
         env = {**os.environ, **extra_env}
         log = self.log_path(svc)
         with log.open("ab") as out:
-            out.write(f"\n=== k2 stack up: starting {svc.name} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode())
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            out.write(f"\n=== k2 stack up: starting {svc.name} at {stamp}\n".encode())
             out.flush()
             proc = subprocess.Popen(
                 cmd,

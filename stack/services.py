@@ -166,9 +166,7 @@ def _prepare_kafka(ctx: Context, component: Component) -> tuple[list[str], dict[
     properties = workdir / "server.properties"
     template = (CONFIG_DIR / "kafka-server.properties").read_text()
     properties.write_text(
-        template.format(
-            host=HOST, kafka_port=ctx.ports.kafka, controller_port=ctx.ports.controller, data_dir=data_dir
-        )
+        template.format(host=HOST, kafka_port=ctx.ports.kafka, controller_port=ctx.ports.controller, data_dir=data_dir)
     )
     classpath = f"{ctx.lib(component)}/*"
     log4j = f"-Dlog4j2.configurationFile={CONFIG_DIR / 'log4j2.properties'}"
@@ -287,8 +285,10 @@ SERVICES: tuple[Service, ...] = (
         component="apicurio-registry",
         port="registry",
         depends_on=(),
-        health=lambda ctx: _http_ok(f"http://{HOST}:{ctx.ports.registry}/health/ready")
-        and _http_ok(f"http://{HOST}:{ctx.ports.registry}/apis/ccompat/v7/subjects"),
+        health=lambda ctx: (
+            _http_ok(f"http://{HOST}:{ctx.ports.registry}/health/ready")
+            and _http_ok(f"http://{HOST}:{ctx.ports.registry}/apis/ccompat/v7/subjects")
+        ),
         prepare=_prepare_registry,
     ),
     Service(
