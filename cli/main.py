@@ -13,7 +13,7 @@ import click
 from k2.stack.manager import default_home, recorded_ports
 from k2.stack.services import Ports, urls
 
-from . import stack_cmd
+from . import produce_cmd, schemas_cmd, stack_cmd, topics_cmd
 from .settings import Settings
 
 ENV_PREFIX = "K2"
@@ -90,11 +90,15 @@ def cli(ctx: click.Context, home: Path | None, verbose: bool, **urls_given: str 
     ctx.obj = Settings(
         home=state_home,
         verbose=verbose,
-        **{key: urls_given.get(key) or defaults[key] for key in defaults},  # type: ignore[arg-type]
+        **{key: urls_given.get(key) or defaults[key] for key in defaults},
     )
 
 
 cli.add_command(stack_cmd.stack)
+cli.add_command(topics_cmd.topics)
+cli.add_command(schemas_cmd.schemas)
+cli.add_command(produce_cmd.produce)
+cli.add_command(produce_cmd.binance_standin)
 
 
 def main() -> None:

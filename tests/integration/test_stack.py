@@ -89,7 +89,12 @@ def test_broker_round_trip(local_stack: LocalStack) -> None:
     _create_topic(local_stack, topic)
     failures: list[Any] = []
     producer = Producer({"bootstrap.servers": local_stack.bootstrap_servers, "acks": "all", "enable.idempotence": True})
-    producer.produce(topic, key=b"BTCUSDT", value=b"hello", on_delivery=lambda err, _msg: err and failures.append(err))
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(err)
+
+    producer.produce(topic, key=b"BTCUSDT", value=b"hello", on_delivery=delivered)
     assert producer.flush(30) == 0 and not failures
     consumer = Consumer(
         {"bootstrap.servers": local_stack.bootstrap_servers, "group.id": unique("g"), "auto.offset.reset": "earliest"}

@@ -61,8 +61,18 @@ def test_port_in_use_detects_a_listener(busy_port: int) -> None:
     assert port_in_use(busy_port)
 
 
+# Ports far from the defaults, so a developer's running stack does not interfere.
+AWAY_PORTS = {
+    "K2_KAFKA_PORT": "39092",
+    "K2_CONTROLLER_PORT": "39093",
+    "K2_REGISTRY_PORT": "38081",
+    "K2_CONNECT_PORT": "38083",
+    "K2_CATALOG_PORT": "38181",
+}
+
+
 def test_up_refuses_a_port_in_use_before_downloading(busy_port: int, tmp_path: Path) -> None:
-    env = {"K2_HOME": str(tmp_path / "home"), "K2_CACHE_DIR": str(tmp_path / "cache")}
+    env = {"K2_HOME": str(tmp_path / "home"), "K2_CACHE_DIR": str(tmp_path / "cache"), **AWAY_PORTS}
     result = CliRunner().invoke(cli, ["stack", "up", "--registry-port", str(busy_port)], env=env)
     assert result.exit_code == 1
     assert result.output.strip() == (
@@ -106,12 +116,7 @@ def test_missing_maven_is_named_when_jars_must_be_downloaded(tmp_path: Path) -> 
         "JAVA_HOME": "",
         "K2_HOME": str(tmp_path / "h"),
         "K2_CACHE_DIR": str(tmp_path / "empty-cache"),
-        # Free ports far from the defaults so a developer's running stack does not interfere.
-        "K2_KAFKA_PORT": "39092",
-        "K2_CONTROLLER_PORT": "39093",
-        "K2_REGISTRY_PORT": "38081",
-        "K2_CONNECT_PORT": "38083",
-        "K2_CATALOG_PORT": "38181",
+        **AWAY_PORTS,
     }
     result = CliRunner().invoke(cli, ["stack", "up"], env=env)
     assert result.exit_code == 1

@@ -1,0 +1,177 @@
+"""``k2 produce`` and ``k2 binance-standin``: the producer of producer/ and its offline stand-in."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from .output import Progress, emit
+from .settings import Settings
+
+
+def _symbols(value: str | None) -> list[str]:
+    if not value:
+        return []
+    symbols = [s.strip().upper() for s in value.split(",") if s.strip()]
+    bad = [s for s in symbols if not (s.isascii() and s.isalnum())]
+    if bad:
+        raise click.BadParameter(f"not a Binance symbol: {', '.join(bad)} (expected e.g. BTCUSDT,ETHUSDT)")
+    return list(dict.fromkeys(symbols))
+
+
+@click.command()
+@click.option("--symbols", help="Comma-separated Binance symbols, e.g. BTCUSDT,ETHUSDT (live mode).")
+@click.option("--ws-url", default="wss://stream.binance.com:9443", show_default=True, help="WebSocket base URL.")
+@click.option(
+    "--rest-url",
+    default=None,
+    help="REST base URL for gap backfill.  [default: https://api.binance.com live; none with --replay]",
+)
+@click.option(
+    "--replay",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read recorded raw frames (one per line) instead of a socket.",
+)
+@click.option("--topic", default=None, help="Trades topic.  [default: from schemas/topics.toml]")
+@click.option("--dlq-topic", default=None, help="Dead-letter topic.  [default: from schemas/topics.toml]")
+@click.option("--max-messages", type=click.IntRange(min=1), help="Stop after this many trades were sent.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
+@click.option("--gap-timeout", type=float, default=30.0, show_default=True, help="Seconds a gap may wait for backfill.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def produce(
+    settings: Settings,
+    symbols: str | None,
+    ws_url: str,
+    rest_url: str | None,
+    replay: Path | None,
+    topic: str | None,
+    dlq_topic: str | None,
+    max_messages: int | None,
+    duration: float | None,
+    gap_timeout: float,
+    fmt: str,
+) -> None:
+    """Stream Binance trades into Kafka as Avro, exactly once per (symbol, trade_id).
+
+    Duplicates from reconnect overlaps are dropped; gaps in a symbol's trade ids are backfilled from
+    REST (/api/v3/historicalTrades) while that symbol's later trades wait; frames that are not valid
+    trades go raw to the dead-letter topic with the reason in the k2.error.reason header.
+    SIGINT/SIGTERM flush everything in flight before exit. Set BINANCE_API_KEY to send an API key.
+
+    \b
+    Examples:
+      k2 produce --symbols BTCUSDT,ETHUSDT,BNBUSDT
+      k2 produce --replay producer/samples/binance-trades-sample.jsonl --format json
+      k2 produce --symbols BTCUSDT --ws-url ws://127.0.0.1:9443 --rest-url http://127.0.0.1:9443 --duration 60
+    """
+    from k2.producer.app import BINANCE_REST_URL, ProduceOptions, run_live, run_replay
+    from k2.schemas.contract import load_topics
+
+    declared = load_topics()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    if not replay and not symbols:
+        raise click.UsageError("give --symbols BTCUSDT,ETHUSDT for live trades, or --replay FILE")
+    options = ProduceOptions(
+        bootstrap_servers=settings.bootstrap_servers,
+        registry_url=settings.registry_url,
+        topic=topic or declared["trades"].name,
+        dlq_topic=dlq_topic or declared["trades-dlq"].name,
+        symbols=_symbols(symbols),
+        ws_url=ws_url,
+        rest_url=rest_url if (rest_url or replay) else BINANCE_REST_URL,
+        replay=replay,
+        max_messages=max_messages,
+        duration=duration,
+        gap_timeout=gap_timeout,
+    )
+    progress = Progress()
+    status = progress if progress.enabled else None
+    summary = run_replay(options, status) if replay else run_live(options, status)
+    progress("")
+    if fmt == "json":
+        click.echo(json.dumps(asdict(summary), indent=2))
+    else:
+        emit([{"metric": k, "value": v} for k, v in asdict(summary).items()], "table")
+    for lost in summary.lost_ranges:
+        click.echo(f"Warning: trades {lost} were never received and could not be backfilled", err=True)
+    if not summary.lossless:
+        click.echo(
+            f"Error: {summary.delivery_failures} deliveries failed and {summary.unacknowledged} were not "
+            "acknowledged by Kafka before exit",
+            err=True,
+        )
+        sys.exit(3)
+
+
+@click.group(name="binance-standin")
+def binance_standin() -> None:
+    """A stand-in for Binance's WebSocket and REST APIs (NOT Binance), for offline demos and tests.
+
+    \b
+    Examples:
+      k2 binance-standin generate --out /tmp/frames.jsonl --minutes 3
+      k2 binance-standin serve --frames /tmp/frames.jsonl --port 9443 --rate 50
+    """
+
+
+@binance_standin.command()
+@click.option("--frames", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9443, show_default=True)
+@click.option("--rate", type=float, default=50.0, show_default=True, help="Frames per second.")
+@click.option("--loop/--no-loop", default=True, show_default=True, help="Replay again with new ids at the end.")
+@click.option("--disconnect-every", type=int, default=0, help="Force a disconnect every N frames (0: never).")
+def serve(frames: Path, host: str, port: int, rate: float, loop: bool, disconnect_every: int) -> None:
+    """Serve recorded frames as Binance would: combined streams, pings, REST historicalTrades.
+
+    \b
+    Examples:
+      k2 binance-standin serve --frames producer/samples/binance-trades-sample.jsonl
+      k2 binance-standin serve --frames f.jsonl --rate 500 --disconnect-every 2000
+    """
+    import asyncio
+
+    from k2.producer.standin import BinanceStandIn, Script, load_frames
+
+    events = load_frames(frames)
+    if not events:
+        raise click.BadParameter(f"{frames} holds no trade frames", param_hint="--frames")
+    script = Script(
+        disconnect_at=set(range(disconnect_every - 1, 10**9, disconnect_every)) if disconnect_every else set()
+    )
+    server = BinanceStandIn(events, host=host, port=port, rate=rate, script=script, loop_tape=loop)
+    click.echo(
+        f"Binance stand-in (not Binance) on ws://{host}:{port} and http://{host}:{port}: {len(events)} trades", err=True
+    )
+    try:
+        asyncio.run(server.serve_forever())
+    except KeyboardInterrupt:
+        pass
+
+
+@binance_standin.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--symbols", default="BTCUSDT,ETHUSDT,BNBUSDT", show_default=True)
+@click.option("--minutes", type=float, default=3.0, show_default=True)
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Trades per second over all symbols.")
+@click.option("--seed", type=int, default=7, show_default=True)
+def generate(out: Path, symbols: str, minutes: float, rate: float, seed: int) -> None:
+    """Write synthetic trades in Binance's frame format (seeded random walk; not market data).
+
+    \b
+    Examples:
+      k2 binance-standin generate --out /tmp/frames.jsonl
+      k2 binance-standin generate --out big.jsonl --minutes 60 --rate 500 --symbols BTCUSDT,ETHUSDT
+    """
+    from k2.producer.sample import generate_events, write_frames
+
+    start = int(time.time() * 1000) - int(minutes * 60_000)
+    written = write_frames(out, generate_events(_symbols(symbols), minutes * 60, rate, start, seed))
+    click.echo(f"Wrote {written} trade frames to {out}")

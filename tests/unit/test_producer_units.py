@@ -1,0 +1,220 @@
+"""The producer's pure parts: Avro encoding, frame validation, ordering and gap handling, stream URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import fastavro
+import pytest
+
+from k2.producer.avro import TradeEncoder, check_layout
+from k2.producer.exceptions import BadFrame, ProducerError
+from k2.producer.frames import CONTROL, SHUTDOWN, Trade, parse_decimal, parse_frame, trade_from_rest
+from k2.producer.sequencer import Sequencer
+from k2.producer.websocket import AttemptLimiter, stream_urls
+from k2.schemas.contract import parsed_schema
+
+
+def frame(**overrides: Any) -> bytes:
+    data = {"e": "trade", "E": 1700000000123, "s": "BTCUSDT", "t": 42, "p": "34188.03000000", "q": "0.01200000"}
+    data |= {"T": 1700000000120, "m": True, "M": True}
+    data |= overrides
+    return json.dumps({"stream": "btcusdt@trade", "data": data}).encode()
+
+
+def test_encoder_output_decodes_with_fastavro_exactly() -> None:
+    trade = parse_frame(frame())
+    assert isinstance(trade, Trade)
+    body = TradeEncoder().encode(
+        trade.symbol,
+        trade.trade_id,
+        trade.price,
+        trade.quantity,
+        trade.is_buyer_maker,
+        trade.trade_time,
+        trade.event_time,
+        1700000000999,
+        trade.vendor,
+    )
+    record = fastavro.schemaless_reader(io.BytesIO(body), parsed_schema("trade.avsc"))
+    assert record == {
+        "exchange": "BINANCE",
+        "symbol": "BTCUSDT",
+        "trade_id": 42,
+        "price": Decimal("34188.03000000"),
+        "quantity": Decimal("0.01200000"),
+        "side": "SELL",  # m=true: the buyer was the maker, so the taker sold
+        "is_buyer_maker": True,
+        "trade_time": datetime(2023, 11, 14, 22, 13, 20, 120000, tzinfo=UTC),
+        "event_time": datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC),
+        "ingest_time": datetime(2023, 11, 14, 22, 13, 20, 999000, tzinfo=UTC),
+        "vendor_data": {"is_best_match": "true", "source": "ws"},
+    }
+
+
+@pytest.mark.parametrize("price", ["0.00000001", "1", "9999999999.99999999", "127.5", "128", "255.00000001"])
+def test_encoder_matches_fastavro_byte_for_byte(price: str) -> None:
+    schema = parsed_schema("trade.avsc")
+    record = {
+        "exchange": "BINANCE",
+        "symbol": "ETHUSDT",
+        "trade_id": 2**40 + 7,
+        "price": Decimal(price),
+        "quantity": Decimal("3.5"),
+        "side": "BUY",
+        "is_buyer_maker": False,
+        "trade_time": 1,
+        "event_time": 2,
+        "ingest_time": 3,
+        "vendor_data": {"source": "rest"},
+    }
+    expected = io.BytesIO()
+    fastavro.schemaless_writer(expected, schema, record)
+    ours = TradeEncoder().encode(
+        "ETHUSDT", 2**40 + 7, parse_decimal(price, "price"), 350_000_000, False, 1, 2, 3, (("source", "rest"),)
+    )
+    assert ours == expected.getvalue()
+
+
+def test_a_schema_change_without_an_encoder_change_is_refused() -> None:
+    changed = json.loads(json.dumps(parsed_schema("trade.avsc")))
+    changed["fields"].insert(3, {"name": "venue", "type": "string"})
+    with pytest.raises(ProducerError, match="no longer matches the producer's encoder"):
+        check_layout(changed)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "invalid JSON"),
+        (b"[1, 2]", "frame is not a JSON object"),
+        (frame(p=34188.03), "price is float, not a decimal string"),
+        (frame(p="abc"), "price 'abc' is not a positive decimal"),
+        (frame(p="-1.5"), "price '-1.5' is not a positive decimal"),
+        (frame(p="0.00000000"), "price '0.00000000' is not positive"),
+        (frame(q="0"), "quantity '0' is not positive"),
+        (frame(p="1.000000001"), "price '1.000000001' has more than 8 decimal places"),
+        (frame(p="12345678901.0"), "price '12345678901.0' does not fit decimal(18,8)"),
+        (frame(t="42"), "trade_id (t) is missing or not a non-negative integer"),
+        (frame(T=None), "trade_time (T) is missing or not a non-negative integer"),
+        (frame(m="yes"), "is_buyer_maker (m) is missing or not a boolean"),
+        (frame(s=""), "symbol (s) is missing or not alphanumeric"),
+        (json.dumps({"stream": "x", "data": {"e": "aggTrade"}}).encode(), "not a trade event (e='aggTrade')"),
+    ],
+)
+def test_bad_frames_carry_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(BadFrame) as caught:
+        parse_frame(raw)
+    assert caught.value.reason == reason
+
+
+def test_trailing_zeros_beyond_8_places_are_exact_not_rejected() -> None:
+    assert parse_decimal("1.5000000000", "price") == 150_000_000
+
+
+def test_control_and_shutdown_frames() -> None:
+    assert parse_frame(b'{"result": null, "id": 1}') is CONTROL
+    assert parse_frame(b'{"e": "serverShutdown", "E": 1}') is SHUTDOWN
+    assert parse_frame(b'{"stream": "!x", "data": {"e": "serverShutdown", "E": 1}}') is SHUTDOWN
+
+
+def test_rest_trade_uses_trade_time_as_event_time() -> None:
+    item = {"id": 9, "price": "1.00000000", "qty": "2.00000000", "time": 5, "isBuyerMaker": False, "isBestMatch": True}
+    trade = trade_from_rest("BTCUSDT", item)
+    assert (trade.trade_id, trade.event_time, trade.trade_time, trade.is_buyer_maker) == (9, 5, 5, False)
+    assert ("source", "rest") in trade.vendor
+
+
+def make_trade(trade_id: int, symbol: str = "BTCUSDT", source: str = "ws") -> Trade:
+    return Trade(symbol, trade_id, 100, 1, False, trade_id, trade_id, (("source", source),))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.emitted: list[tuple[str, int]] = []
+        self.backfills: list[tuple[str, int, int]] = []
+        self.lost: list[tuple[str, int, int]] = []
+        self.seq = Sequencer(
+            lambda t: self.emitted.append((t.symbol, t.trade_id)),
+            lambda *gap: self.backfills.append(gap),
+            lambda *gap: self.lost.append(gap),
+            gap_timeout=30,
+            clock=lambda: self.now,
+        )
+
+
+def test_duplicates_from_an_overlap_are_dropped() -> None:
+    r = Recorder()
+    for trade_id in [1, 2, 3, 2, 3, 4]:
+        r.seq.accept(make_trade(trade_id))
+    assert [t for _, t in r.emitted] == [1, 2, 3, 4]
+    assert r.seq.stats.duplicates_dropped == 2
+
+
+def test_a_gap_holds_later_trades_until_backfilled_in_order() -> None:
+    r = Recorder()
+    for trade_id in [10, 11, 15, 16]:
+        r.seq.accept(make_trade(trade_id))
+    assert [t for _, t in r.emitted] == [10, 11]
+    assert r.backfills[-1] == ("BTCUSDT", 12, 14)
+    for trade_id in [12, 13, 14, 15, 16, 17]:  # a REST page overlapping what is held
+        r.seq.accept(make_trade(trade_id, source="rest"), from_backfill=True)
+    assert [t for _, t in r.emitted] == [10, 11, 12, 13, 14, 15, 16, 17]
+    assert (r.seq.stats.gaps_backfilled, r.seq.stats.trades_backfilled, r.seq.stats.duplicates_dropped) == (1, 4, 0)
+
+
+def test_symbols_are_independent() -> None:
+    r = Recorder()
+    r.seq.accept(make_trade(1, "BTCUSDT"))
+    r.seq.accept(make_trade(3, "BTCUSDT"))
+    r.seq.accept(make_trade(7, "ETHUSDT"))
+    assert r.emitted == [("BTCUSDT", 1), ("ETHUSDT", 7)]
+
+
+def test_an_unfillable_gap_is_reported_after_the_timeout_and_trades_released() -> None:
+    r = Recorder()
+    for trade_id in [1, 5, 6]:
+        r.seq.accept(make_trade(trade_id))
+    r.now = 29.9
+    r.seq.tick()
+    assert [t for _, t in r.emitted] == [1]
+    r.now = 30.0
+    r.seq.tick()
+    assert [t for _, t in r.emitted] == [1, 5, 6]
+    assert r.lost == [("BTCUSDT", 2, 4)]
+    assert (r.seq.stats.gaps_unrecovered, r.seq.stats.trades_unrecovered) == (1, 3)
+
+
+def test_release_all_reports_every_open_gap() -> None:
+    r = Recorder()
+    for trade_id in [1, 3, 6]:
+        r.seq.accept(make_trade(trade_id))
+    r.seq.release_all()
+    assert [t for _, t in r.emitted] == [1, 3, 6]
+    assert r.lost == [("BTCUSDT", 2, 2), ("BTCUSDT", 4, 5)]
+
+
+def test_streams_are_split_at_1024_per_connection() -> None:
+    symbols = [f"S{i}USDT" for i in range(2500)]
+    urls = stream_urls("wss://stream.binance.com:9443/", symbols)
+    assert len(urls) == 3
+    assert urls[0].startswith("wss://stream.binance.com:9443/stream?streams=s0usdt@trade/s1usdt@trade")
+    assert [u.count("@trade") for u in urls] == [1024, 1024, 452]
+
+
+def test_attempt_limiter_waits_once_the_window_is_full() -> None:
+    async def attempts() -> float:
+        limiter = AttemptLimiter(max_attempts=3, window_s=0.3)
+        started = time.monotonic()
+        for _ in range(4):
+            await limiter.acquire()
+        return time.monotonic() - started
+
+    assert asyncio.run(attempts()) >= 0.29
