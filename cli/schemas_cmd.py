@@ -44,10 +44,16 @@ def schemas() -> None:
 
 @schemas.command()
 @click.argument("topics", nargs=-1)
+@click.option(
+    "--file",
+    "schema_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Register this .avsc instead of the declared one (one topic only).",
+)
 @click.option("--dry-run", is_flag=True, help="Check only; register nothing.")
 @format_option()
 @click.pass_obj
-def register(settings: Settings, topics: tuple[str, ...], dry_run: bool, fmt: str) -> None:
+def register(settings: Settings, topics: tuple[str, ...], schema_file: Path | None, dry_run: bool, fmt: str) -> None:
     """Register each declared topic's value schema (idempotent: unchanged schemas keep their id).
 
     TOPICS are keys of schemas/topics.toml (default: every topic with a value_schema).
@@ -56,13 +62,19 @@ def register(settings: Settings, topics: tuple[str, ...], dry_run: bool, fmt: st
     Examples:
       k2 schemas register
       k2 schemas register trades --dry-run
+      k2 schemas register trades --file schemas/trade-v2.avsc
     """
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
     from k2.schemas.registry import register as register_one
 
+    specs = _specs(topics)
+    if schema_file and len(specs) != 1:
+        raise click.UsageError("--file needs exactly one topic, e.g. `k2 schemas register trades --file x.avsc`")
     with SchemaRegistryClient({"url": settings.registry_url}) as client:
-        rows = [register_one(client, settings.registry_url, spec, dry_run=dry_run).as_dict() for spec in _specs(topics)]
+        rows = [
+            register_one(client, settings.registry_url, spec, schema_file, dry_run=dry_run).as_dict() for spec in specs
+        ]
     emit(rows, fmt, COLUMNS)
 
 

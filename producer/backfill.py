@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -31,17 +32,22 @@ class RestClient:
         if api_key:  # optional; sent as a header, never logged
             self.session.headers["X-MBX-APIKEY"] = api_key
         self._next_allowed = 0.0
+        self._lock = threading.Lock()  # several symbols' gaps may be fetched from worker threads at once
         self.requests_made = 0
 
-    def wait_time(self) -> float:
-        return max(0.0, self._next_allowed - time.monotonic())
+    def _reserve_slot(self) -> float:
+        """Claim the next request slot; returns how long to wait for it."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_allowed)
+            self._next_allowed = slot + self.min_interval
+            self.requests_made += 1
+            return slot - now
 
     def historical_trades(self, symbol: str, from_id: int, limit: int = PAGE_LIMIT) -> list[dict[str, Any]]:
-        delay = self.wait_time()
+        delay = self._reserve_slot()
         if delay:
             time.sleep(delay)
-        self._next_allowed = time.monotonic() + self.min_interval
-        self.requests_made += 1
         url = f"{self.rest_url}/api/v3/historicalTrades"
         try:
             response = self.session.get(
@@ -51,7 +57,8 @@ class RestClient:
             raise BackfillError(f"{url} unreachable: {type(exc).__name__}") from exc
         if response.status_code in (429, 418):
             retry_after = _retry_after(response)
-            self._next_allowed = time.monotonic() + retry_after
+            with self._lock:
+                self._next_allowed = max(self._next_allowed, time.monotonic() + retry_after)
             what = "rate limit hit (429)" if response.status_code == 429 else "IP banned by Binance (418)"
             raise BackfillError(
                 f"{what}; pausing backfill {retry_after:.0f}s", retry_after, banned=response.status_code == 418

@@ -102,11 +102,16 @@ class Sequencer:
         return state.next_id, min(state.held) - 1
 
     def tick(self) -> None:
-        """Give up on gaps older than gap_timeout: report them and release what waits behind them."""
+        """Ask again for every open gap (a fetch may have failed or filled only part of it), and give up on
+        gaps older than gap_timeout: report them and release what waits behind them."""
         now = self._clock()
         for symbol, state in self.states.items():
-            if state.held and state.gap_since is not None and now - state.gap_since >= self.gap_timeout:
+            if not state.held or state.gap_since is None or state.next_id is None:
+                continue
+            if now - state.gap_since >= self.gap_timeout:
                 self._give_up(symbol, state)
+            else:
+                self._request_backfill(symbol, state.next_id, min(state.held) - 1)
 
     def release_all(self) -> None:
         """At shutdown: report every open gap and emit every held trade in order."""

@@ -41,7 +41,9 @@ class Script:
     """Trouble to cause, keyed by tape position (0-based index of the frame just broadcast)."""
 
     disconnect_at: set[int] = field(default_factory=set)  # close every connection after this frame
-    overlap_on_reconnect: int = 0  # frames re-sent to a connection that opens after a disconnect
+    # After a forced disconnect, the next connection first gets the last N frames sent before it
+    # (repeats); frames broadcast while no client was connected stay lost.
+    overlap_on_reconnect: int = 0
     shutdown_at: set[int] = field(default_factory=set)  # send serverShutdown after this frame
     bad_frames: dict[int, list[str]] = field(default_factory=dict)  # raw frames sent after this frame
 
@@ -96,8 +98,7 @@ class BinanceStandIn:
         self.position = 0  # frames broadcast so far
         self._clients: dict[ServerConnection, set[str]] = {}
         self._started = asyncio.Event()
-        self._disconnected_since_last_open = False
-        self._recent: deque[TapeFrame] = deque(maxlen=max(1, self.script.overlap_on_reconnect))
+        self._repeat_on_reconnect: list[TapeFrame] = []
         self._rest_times: deque[float] = deque()
         self._rest_min_interval = 1.0 / rest_requests_per_s
         self._consecutive_429 = 0
@@ -198,11 +199,10 @@ class BinanceStandIn:
         query = parse_qs(urlsplit(ws.request.path if ws.request else "").query)
         streams = set("/".join(query.get("streams", [])).lower().split("/")) - {""}
         self.connections += 1
-        if self._disconnected_since_last_open and self.script.overlap_on_reconnect:
-            for frame in list(self._recent):
-                if frame.stream in streams:
-                    await ws.send(frame.text)
-        self._disconnected_since_last_open = False
+        repeats, self._repeat_on_reconnect = self._repeat_on_reconnect, []
+        for frame in repeats:
+            if frame.stream in streams:
+                await ws.send(frame.text)
         self._clients[ws] = streams
         self._started.set()
         try:
@@ -230,7 +230,6 @@ class BinanceStandIn:
             frame = self.tape[self.position]
             index = self.position
             await self._broadcast(frame.text, frame.stream)
-            self._recent.append(frame)
             self.position += 1
             for raw in self.script.bad_frames.get(index, []):
                 await self._broadcast(raw, None)
@@ -239,7 +238,8 @@ class BinanceStandIn:
                     orjson.dumps({"e": "serverShutdown", "E": int(time.time() * 1000)}).decode(), None
                 )
             if index in self.script.disconnect_at:
-                self._disconnected_since_last_open = True
+                overlap = self.script.overlap_on_reconnect
+                self._repeat_on_reconnect = self.tape[max(0, index + 1 - overlap) : index + 1] if overlap else []
                 for ws in list(self._clients):
                     self._clients.pop(ws, None)
                     await ws.close(1001, "stand-in: forced disconnect")
