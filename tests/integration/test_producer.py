@@ -84,8 +84,9 @@ def consume(stack: LocalStack, topic: str, avro: bool = True, idle_s: float = 5.
                 value = deserializer(value, SerializationContext(topic, MessageField.VALUE))
             partition, offset = int(message.partition() or 0), int(message.offset() or 0)
             headers: dict[str, bytes] = {}
-            for name, header_value in message.headers() or []:
-                headers[name] = header_value if isinstance(header_value, bytes) else str(header_value).encode()
+            raw_headers: list[Any] = list(message.headers() or [])
+            for name, header_value in raw_headers:
+                headers[str(name)] = header_value if isinstance(header_value, bytes) else str(header_value).encode()
             key = message.key()
             landed.append(
                 Landed(
