@@ -65,7 +65,9 @@ def test_up_from_nothing_starts_every_service(local_stack: LocalStack) -> None:
 
 
 def test_second_up_leaves_running_services_alone(local_stack: LocalStack) -> None:
-    before = {r["service"]: r["pid"] for r in json.loads(local_stack.first_up.stdout)}
+    _, rows = _status(local_stack)
+    before = {r["service"]: r["pid"] for r in rows}
+    assert all(before.values())
     again = local_stack.k2("stack", "up", "--format", "json")
     assert again.returncode == 0, again.stderr
     assert {r["service"]: r["pid"] for r in json.loads(again.stdout)} == before
