@@ -13,7 +13,7 @@ import click
 from k2.stack.manager import default_home, recorded_ports
 from k2.stack.services import Ports, urls
 
-from . import connect_cmd, produce_cmd, schemas_cmd, stack_cmd, tables_cmd, topics_cmd
+from . import connect_cmd, produce_cmd, query_cmd, schemas_cmd, stack_cmd, tables_cmd, topics_cmd
 from .settings import Settings
 
 ENV_PREFIX = "K2"
@@ -102,6 +102,8 @@ cli.add_command(produce_cmd.binance_standin)
 cli.add_command(tables_cmd.tables)
 cli.add_command(connect_cmd.deploy_connectors)
 cli.add_command(connect_cmd.connectors)
+cli.add_command(query_cmd.query)
+cli.add_command(query_cmd.candles)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import io
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +30,14 @@ def format_option(default: str = "table") -> Any:
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)  # exact: never through float
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        return {str(k): _plain(v) for k, v in value}  # Arrow maps arrive as key/value pairs
     return value
 
 

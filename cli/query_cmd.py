@@ -1,0 +1,107 @@
+"""``k2 query`` and ``k2 candles``: DuckDB over the Iceberg tables (query/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .output import FORMATS, emit
+from .settings import Settings
+
+CANDLE_COLUMNS = (
+    "symbol",
+    "interval_start",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "vwap",
+    "trade_count",
+)
+
+
+def _write(rows: list[dict[str, Any]], fmt: str, output: Path | None, columns: Any = None) -> None:
+    if output is None:
+        emit(rows, fmt, columns)
+        return
+    from .output import render
+
+    output.write_text(render(rows, fmt, columns) + "\n")
+    click.echo(f"Wrote {len(rows)} rows to {output}", err=True)
+
+
+@click.command()
+@click.argument("sql")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([*FORMATS, "parquet"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
+@click.option("--snapshot", "snapshot_id", type=int, help="Read every table as of this snapshot id.")
+@click.option("--as-of", "as_of", help="Read every table as of this UTC time, e.g. 2026-11-27T12:00:00.")
+@click.pass_obj
+def query(
+    settings: Settings, sql: str, fmt: str, output: Path | None, snapshot_id: int | None, as_of: str | None
+) -> None:
+    """Run read-only DuckDB SQL where every catalog table is a view (trades, market_data.trades).
+
+    Decimals print exactly, timestamps as UTC ISO-8601. Statements that write are refused.
+
+    \b
+    Examples:
+      k2 query "select symbol, count(*) from trades group by 1"
+      k2 query "select * from market_data.trades order by trade_time desc limit 5" --format json
+      k2 query "select count(*) from trades" --as-of 2026-11-27T12:00:00
+      k2 query "select * from trades" --format parquet --output /tmp/trades.parquet
+    """
+    from k2.query.engine import Lake
+
+    lake = Lake(settings.catalog_uri)
+    lake.attach_tables({"snapshot_id": snapshot_id, "as_of": as_of} if (snapshot_id or as_of) else None)
+    table = lake.query(sql)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        if output is None:
+            raise click.UsageError("--format parquet needs --output FILE")
+        pq.write_table(table, output)
+        click.echo(f"Wrote {table.num_rows} rows to {output}", err=True)
+        return
+    _write(table.to_pylist(), fmt, output, table.column_names)
+
+
+@click.command()
+@click.argument("symbol")
+@click.option("--interval", type=click.Choice(["1m", "5m", "15m", "1h", "1d"]), default="1m", show_default=True)
+@click.option("--since", default="1970-01-01T00:00:00Z", help="Start (UTC, inclusive).  [default: beginning]")
+@click.option("--until", default="9999-12-31T00:00:00Z", help="End (UTC, exclusive).  [default: no end]")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
+@click.pass_obj
+def candles(
+    settings: Settings, symbol: str, interval: str, since: str, until: str, fmt: str, output: Path | None
+) -> None:
+    """OHLCV candles with VWAP, quote volume and trade count from the Iceberg trades, oldest first.
+
+    Open and close are the first and last trade by trade_time then trade_id; arithmetic is exact
+    decimal (VWAP rounded half-even to 8 places). The SQL is query/sql/candles.sql.
+
+    \b
+    Examples:
+      k2 candles BTCUSDT --interval 1m
+      k2 candles ETHUSDT --interval 1h --since 2026-11-27T00:00:00Z --format json
+    """
+    from k2.query.engine import Lake
+    from k2.query.engine import candles as compute
+
+    lake = Lake(settings.catalog_uri)
+    lake.attach_tables()
+    _write(compute(lake, symbol.upper(), interval, since, until), fmt, output, CANDLE_COLUMNS)
