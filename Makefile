@@ -23,11 +23,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy cli producer schemas stack tests benchmarks
+	$(BIN)/mypy cli connect producer query schemas stack tests benchmarks
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy cli producer schemas stack tests benchmarks
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy cli connect producer query schemas stack tests benchmarks
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

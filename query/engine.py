@@ -114,7 +114,7 @@ class Lake:
     def attach_tables(self, snapshot: dict[str, Any] | None = None) -> list[TableRef]:
         """Create one view per catalog table (current snapshot, or as of a snapshot / timestamp)."""
         refs = [r for ns, name in self.catalog.identifiers() if (r := self.catalog.table(ns, name))]
-        short = {}
+        short: dict[str, list[TableRef]] = {}
         for ref in refs:
             short.setdefault(ref.name, []).append(ref)
         for ref in refs:
