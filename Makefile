@@ -17,7 +17,7 @@ install: $(STAMP)
 
 ## The main job, end to end on the local stack (starts the stack if needed).
 demo: $(STAMP)
-	$(BIN)/k2 stack up
+	$(BIN)/k2 run --standin
 
 ## Lint, type-check and every test (integration tests start their own stack in .k2-test/).
 test: $(STAMP)

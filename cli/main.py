@@ -13,7 +13,7 @@ import click
 from k2.stack.manager import default_home, recorded_ports
 from k2.stack.services import Ports, urls
 
-from . import connect_cmd, produce_cmd, query_cmd, schemas_cmd, stack_cmd, tables_cmd, topics_cmd
+from . import connect_cmd, produce_cmd, query_cmd, run_cmd, schemas_cmd, stack_cmd, tables_cmd, topics_cmd
 from .settings import Settings
 
 ENV_PREFIX = "K2"
@@ -94,6 +94,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: bool, **urls_given: str 
     )
 
 
+cli.add_command(run_cmd.run)
 cli.add_command(stack_cmd.stack)
 cli.add_command(topics_cmd.topics)
 cli.add_command(schemas_cmd.schemas)

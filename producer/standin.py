@@ -69,6 +69,12 @@ def load_frames(path: Path) -> list[dict[str, Any]]:
     return events
 
 
+def rebase(events: list[dict[str, Any]], end_ms: int, id_offset: int) -> list[dict[str, Any]]:
+    """The same trades moved to end at ``end_ms`` with ids shifted, so a demo re-run adds new trades."""
+    shift = end_ms - max(int(e["T"]) for e in events)
+    return [dict(e, t=int(e["t"]) + id_offset, T=int(e["T"]) + shift, E=int(e["E"]) + shift) for e in events]
+
+
 class BinanceStandIn:
     """Stand-in Binance server (WebSocket + REST on one port). See the module docstring."""
 
