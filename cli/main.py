@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -85,6 +86,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: bool, **urls_given: str 
       k2 stack status --format json
       K2_CONNECT_URL=http://connect:8083 k2 stack status
     """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
     state_home = home.resolve() if home else default_home()
     defaults = local_defaults(state_home)
     ctx.obj = Settings(

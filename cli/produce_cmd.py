@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from dataclasses import asdict
@@ -75,7 +74,6 @@ def produce(
     from k2.schemas.contract import load_topics
 
     declared = load_topics()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
     if not replay and not symbols:
         raise click.UsageError("give --symbols BTCUSDT,ETHUSDT for live trades, or --replay FILE")
     options = ProduceOptions(

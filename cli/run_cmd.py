@@ -129,9 +129,11 @@ def run(
         events = rebase(load_frames(SAMPLE), now_ms, id_offset=now_ms)
         _step(
             f"Producing: {len(events)} sample trades through the Binance stand-in (not Binance), which drops the "
-            "connection halfway: the producer reconnects and backfills the missed trades over REST"
+            "connection halfway for a second: the producer reconnects and backfills the missed trades over REST"
         )
-        with BinanceStandIn(events, rate=rate, script=Script(disconnect_at={len(events) // 2})) as server:
+        with BinanceStandIn(
+            events, rate=rate, script=Script(disconnect_at={len(events) // 2}, refuse_after_disconnect_s=1.0)
+        ) as server:
             options.ws_url, options.rest_url = server.ws_url, server.rest_url
             options.symbols = sorted({str(e["s"]) for e in events})
             options.max_messages = len(events)

@@ -44,6 +44,7 @@ class Script:
     # After a forced disconnect, the next connection first gets the last N frames sent before it
     # (repeats); frames broadcast while no client was connected stay lost.
     overlap_on_reconnect: int = 0
+    refuse_after_disconnect_s: float = 0.0  # refuse new connections this long after a forced disconnect
     shutdown_at: set[int] = field(default_factory=set)  # send serverShutdown after this frame
     bad_frames: dict[int, list[str]] = field(default_factory=dict)  # raw frames sent after this frame
 
@@ -105,6 +106,7 @@ class BinanceStandIn:
         self._clients: dict[ServerConnection, set[str]] = {}
         self._started = asyncio.Event()
         self._repeat_on_reconnect: list[TapeFrame] = []
+        self._refuse_until = 0.0
         self._rest_times: deque[float] = deque()
         self._rest_min_interval = 1.0 / rest_requests_per_s
         self._consecutive_429 = 0
@@ -198,6 +200,8 @@ class BinanceStandIn:
             return self._rest(request)
         if not request.path.startswith("/stream") and not request.path.startswith("/ws"):
             return self._json(HTTPStatus.NOT_FOUND, {"code": -1, "msg": f"{STAND_IN_NAME}: unknown path"})
+        if time.monotonic() < self._refuse_until:
+            return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"code": -1, "msg": f"{STAND_IN_NAME}: outage"})
         return None  # go on with the WebSocket handshake
 
     # -- WebSocket ---------------------------------------------------------------------------------
@@ -246,6 +250,7 @@ class BinanceStandIn:
             if index in self.script.disconnect_at:
                 overlap = self.script.overlap_on_reconnect
                 self._repeat_on_reconnect = self.tape[max(0, index + 1 - overlap) : index + 1] if overlap else []
+                self._refuse_until = time.monotonic() + self.script.refuse_after_disconnect_s
                 for ws in list(self._clients):
                     self._clients.pop(ws, None)
                     await ws.close(1001, "stand-in: forced disconnect")
