@@ -19,11 +19,14 @@ from .settings import Settings
 STATUS_COLUMNS = ("service", "url", "state", "pid", "log")
 
 
-def _stack(settings: Settings, **port_flags: int | None) -> Stack:
+def _stack(
+    settings: Settings, warehouse: str | None = None, s3_endpoint: str | None = None, **port_flags: int | None
+) -> Stack:
     recorded = {Ports.ENV[k]: str(v) for k, v in recorded_ports(settings.home).items()}
     env = recorded | {k: v for k, v in os.environ.items() if k in Ports.ENV.values()}
     ports = Ports.from_env(env, **port_flags)
-    return Stack(Context(home=settings.home, cache=default_cache(), ports=ports))
+    context = Context(settings.home, default_cache(), ports, warehouse_uri=warehouse, s3_endpoint=s3_endpoint)
+    return Stack(context)
 
 
 @click.group()
@@ -62,7 +65,9 @@ def _port_options(func: Any) -> Any:
 )
 @format_option()
 @click.pass_obj
-def up(settings: Settings, timeout: float, fmt: str, **ports: int | None) -> None:
+def up(
+    settings: Settings, warehouse: str | None, s3_endpoint: str | None, timeout: float, fmt: str, **ports: int | None
+) -> None:
     """Start every service not already running, then wait until each answers its health check.
 
     Idempotent: healthy services started earlier are left alone. Downloads the jars on first use.
@@ -72,9 +77,10 @@ def up(settings: Settings, timeout: float, fmt: str, **ports: int | None) -> Non
       k2 stack up
       k2 stack up --kafka-port 19092 --timeout 600
       K2_HOME=/tmp/k2 k2 stack up --format json
+      k2 stack up --warehouse s3://k2/warehouse --s3-endpoint http://127.0.0.1:9000
     """
     flags = {key.removesuffix("_port"): value for key, value in ports.items()}
-    the_stack = _stack(settings, **flags)
+    the_stack = _stack(settings, warehouse, s3_endpoint, **flags)
     started = time.monotonic()
     states = the_stack.up(timeout=timeout, progress=Progress())
     rows = [s.as_dict() for s in states]

@@ -10,12 +10,14 @@ nothing is ever downloaded.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import duckdb
 import pyarrow as pa
@@ -101,15 +103,34 @@ class Lake:
 
     def __init__(self, catalog_uri: str) -> None:
         import duckdb_extension_avro
+        import duckdb_extension_httpfs
         import duckdb_extension_iceberg
 
         self.catalog = Catalog(catalog_uri)
         self.con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-        # avro first: the iceberg extension reads manifests through it.
-        for module in (duckdb_extension_avro, duckdb_extension_iceberg):
+        # avro before iceberg (it reads manifests through it); httpfs for warehouses on S3.
+        for module in (duckdb_extension_avro, duckdb_extension_httpfs, duckdb_extension_iceberg):
             self.con.execute(f"LOAD '{_extension_path(module)}'")
         self.con.execute("SET TimeZone = 'UTC'")
+        self._configure_s3(os.environ)
         self.tables: list[TableRef] = []
+
+    def _configure_s3(self, env: Mapping[str, str]) -> None:
+        """An S3 secret from the standard AWS_* variables and K2_S3_ENDPOINT (MinIO, S3Proxy, moto).
+
+        Values go to DuckDB as parameters and are never printed.
+        """
+        key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+        if not key or not secret:
+            return
+        endpoint = env.get("K2_S3_ENDPOINT", "")
+        parsed = urlsplit(endpoint) if endpoint else None
+        options = ["TYPE s3", "KEY_ID $key", "SECRET $secret", "REGION $region"]
+        parameters = {"key": key, "secret": secret, "region": env.get("AWS_REGION", "us-east-1")}
+        if parsed and parsed.netloc:
+            options += ["ENDPOINT $endpoint", "URL_STYLE 'path'", f"USE_SSL {str(parsed.scheme == 'https').lower()}"]
+            parameters["endpoint"] = parsed.netloc
+        self.con.execute(f"CREATE OR REPLACE SECRET k2_s3 ({', '.join(options)})", parameters)
 
     def attach_tables(self, snapshot: dict[str, Any] | None = None) -> list[TableRef]:
         """Create one view per catalog table (current snapshot, or as of a snapshot / timestamp)."""

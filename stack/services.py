@@ -85,6 +85,10 @@ class Context:
     cache: Path
     ports: Ports
     java: str = "java"
+    # None: the warehouse is a directory under home. "s3://bucket/prefix": S3-compatible storage at
+    # s3_endpoint, with credentials from the standard AWS_* variables of the catalog's environment.
+    warehouse_uri: str | None = None
+    s3_endpoint: str | None = None
 
     @property
     def logs(self) -> Path:
@@ -224,13 +228,24 @@ def _prepare_catalog(ctx: Context, component: Component) -> tuple[list[str], dic
         if done.returncode != 0:
             raise StackError(f"compiling {source.name} failed: {(done.stderr or done.stdout).strip()[:300]}")
     (ctx.data / "catalog").mkdir(parents=True, exist_ok=True)
-    ctx.warehouse.mkdir(parents=True, exist_ok=True)
     env = {
         "CATALOG_URI": f"jdbc:sqlite:file:{ctx.data / 'catalog' / 'catalog.db'}",
-        "CATALOG_WAREHOUSE": str(ctx.warehouse),
         "CATALOG_REST_PORT": str(ctx.ports.catalog),
         "CATALOG_REST_HOST": HOST,
     }
+    if ctx.warehouse_uri and ctx.warehouse_uri.startswith("s3://"):
+        if not ctx.s3_endpoint:
+            raise StackError("an s3:// warehouse needs --s3-endpoint (or K2_S3_ENDPOINT), e.g. http://127.0.0.1:9000")
+        env |= {
+            "CATALOG_WAREHOUSE": ctx.warehouse_uri,
+            "CATALOG_IO__IMPL": "org.apache.iceberg.aws.s3.S3FileIO",
+            "CATALOG_S3_ENDPOINT": ctx.s3_endpoint,
+            "CATALOG_S3_PATH__STYLE__ACCESS": "true",
+            "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+        }
+    else:
+        ctx.warehouse.mkdir(parents=True, exist_ok=True)
+        env["CATALOG_WAREHOUSE"] = str(ctx.warehouse)
     cmd = _java_args(ctx, "512m") + ["-cp", f"{classes}:{lib}/*", "org.apache.iceberg.rest.K2RestCatalogServer"]
     return cmd, env, ctx.data / "catalog"
 
