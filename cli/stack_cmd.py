@@ -61,6 +61,15 @@ def _port_options(func: Any) -> Any:
 @stack.command()
 @_port_options
 @click.option(
+    "--warehouse",
+    envvar="K2_WAREHOUSE",
+    help="Warehouse of the Iceberg catalog: s3://bucket/prefix on S3-compatible storage (credentials from "
+    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).  [env: K2_WAREHOUSE; default: K2_HOME/data/warehouse]",
+)
+@click.option(
+    "--s3-endpoint", envvar="K2_S3_ENDPOINT", help="S3 endpoint URL for an s3:// warehouse.  [env: K2_S3_ENDPOINT]"
+)
+@click.option(
     "--timeout", type=float, default=300, show_default=True, help="Seconds to wait for every service to be healthy."
 )
 @format_option()

@@ -7,6 +7,7 @@ default ports) is never touched; `.ci/run` stops it even when tests fail.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -59,6 +60,9 @@ def unique(prefix: str) -> str:
 def local_stack() -> Iterator[LocalStack]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_") or k == "K2_CACHE_DIR"}
     env.update(TEST_PORTS, K2_HOME=str(TEST_HOME))
+    # Credentials for the S3 test's local moto server, made up per run: the Connect worker inherits
+    # them and resolves the connector's ${env:AWS_*} references; they are written nowhere.
+    env.update(AWS_ACCESS_KEY_ID=f"k2it{secrets.token_hex(4)}", AWS_SECRET_ACCESS_KEY=secrets.token_hex(16))
     stack = LocalStack(
         home=TEST_HOME,
         env=env,

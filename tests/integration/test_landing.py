@@ -1,0 +1,362 @@
+"""Landing trades in Iceberg through the real Kafka Connect worker and Iceberg sink (connect/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from k2.connect.tables import TableSpec, apply_table, load_table_specs, rest_catalog
+from k2.producer.standin import BinanceStandIn, Script
+from k2.stack.manager import default_cache
+from k2.stack.resolve import load_components
+from k2.stack.services import Context, Ports, service
+
+from .conftest import LocalStack, unique
+from .test_producer import BAD_FRAMES, SYMBOLS, make_events, make_topics, produce_cmd
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CONNECTOR_FILE = ROOT / "connect" / "k2-iceberg-trades.json"
+
+
+def connector_copy(tmp_path: Path) -> Path:
+    """The shipped connector file under a unique connector name (file name = connector name)."""
+    name = unique("k2-it-sink").replace("_", "-")
+    data = json.loads(CONNECTOR_FILE.read_text())
+    data["name"] = name
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def table_spec(identifier: str) -> TableSpec:
+    return replace(load_table_specs()["market_data.trades"], identifier=identifier)
+
+
+def deploy(stack: LocalStack, path: Path, topic: str, table: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    control = unique("k2_control")
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap_servers})
+    admin.create_topics([NewTopic(control, 1, 1)])[control].result(timeout=30)
+    return stack.k2(
+        "deploy-connectors",
+        str(path),
+        "--set",
+        f"TRADES_TOPIC={topic}",
+        "--set",
+        f"ICEBERG_TABLE={table}",
+        "--set",
+        f"CONTROL_TOPIC={control}",
+        "--set",
+        "COMMIT_INTERVAL_MS=3000",
+        "--format",
+        "json",
+        *extra,
+    )
+
+
+def query(stack: LocalStack, sql: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "k2.cli", "query", sql, "--format", "json"],
+        env={**stack.env, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
+
+
+def wait_for_rows(
+    stack: LocalStack, table: str, expected: int, timeout: float = 180, env: dict[str, str] | None = None
+) -> int:
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        count = int(query(stack, f"select count(*) as n from {table}", env)[0]["n"])
+        if count >= expected:
+            # One more commit interval: anything beyond `expected` (a duplicate) would show up too.
+            time.sleep(4)
+            return int(query(stack, f"select count(*) as n from {table}", env)[0]["n"])
+        time.sleep(2)
+    return count
+
+
+def assert_table_holds_exactly(
+    stack: LocalStack, table: str, events: list[dict[str, Any]], env: dict[str, str] | None = None
+) -> None:
+    rows = query(stack, f"select symbol, trade_id, price, quantity, trade_time, side from {table}", env)
+    keys = [(r["symbol"], r["trade_id"]) for r in rows]
+    assert len(keys) == len(set(keys)) == len(events), (
+        f"{len(keys)} rows, {len(set(keys))} distinct, {len(events)} sent"
+    )
+    by_key = {(e["s"], e["t"]): e for e in events}
+    assert set(keys) == set(by_key)
+    for row in rows:
+        event = by_key[(row["symbol"], row["trade_id"])]
+        assert Decimal(row["price"]) == Decimal(event["p"])
+        assert Decimal(row["quantity"]) == Decimal(event["q"])
+        assert row["trade_time"] == datetime.fromtimestamp(event["T"] / 1000, UTC).isoformat().replace("+00:00", "Z")
+        assert row["side"] == ("SELL" if event["m"] else "BUY")
+
+
+@pytest.fixture
+def sink(local_stack: LocalStack, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A unique topic, table and connector; the connector is deleted afterwards."""
+    topic, dlq = make_topics(local_stack)
+    namespace = unique("it")
+    table = f"{namespace}.trades"
+    apply_table(rest_catalog(local_stack.catalog_uri), table_spec(table))
+    path = connector_copy(tmp_path)
+    yield {"topic": topic, "dlq": dlq, "table": table, "file": str(path), "name": path.stem}
+    requests.delete(f"{local_stack.connect_url}/connectors/{path.stem}", timeout=30)
+
+
+def test_trades_land_exactly_once_with_exact_values_and_partitions(
+    local_stack: LocalStack, sink: dict[str, str]
+) -> None:
+    deployed = deploy(local_stack, Path(sink["file"]), sink["topic"], sink["table"])
+    assert deployed.returncode == 0, deployed.stderr
+    assert json.loads(deployed.stdout)[0]["result"] == "Created"
+    events = make_events(2500, seed=21)
+    script = Script(disconnect_at={900}, overlap_on_reconnect=60, bad_frames={50: list(BAD_FRAMES.values())})
+    with BinanceStandIn(events, rate=1500, script=script) as server:
+        done = local_stack.k2(*produce_cmd(server, sink["topic"], sink["dlq"], "--max-messages", "2500"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["duplicates_dropped"] > 0 and summary["dead_lettered"] == len(BAD_FRAMES)
+    assert wait_for_rows(local_stack, sink["table"], 2500) == 2500
+    assert_table_holds_exactly(local_stack, sink["table"], events)
+    table = rest_catalog(local_stack.catalog_uri).load_table(sink["table"])
+    partitions = {
+        (p["trade_day"].isoformat(), p["symbol"]) for p in table.inspect.partitions()["partition"].to_pylist()
+    }
+    days = {datetime.fromtimestamp(e["T"] / 1000, UTC).date().isoformat() for e in events}
+    assert partitions == {(day, symbol) for day in days for symbol in SYMBOLS}
+
+
+def _pid(stack: LocalStack, name: str) -> int:
+    rows = json.loads(stack.k2("stack", "status", "--format", "json").stdout)
+    return int(next(r["pid"] for r in rows if r["service"] == name))
+
+
+def _kill(pid: int, sig: int) -> None:
+    os.kill(pid, sig)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}/stat").exists() and time.monotonic() < deadline:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.2)
+
+
+def test_exactly_once_when_connect_is_killed_and_the_broker_restarts(
+    local_stack: LocalStack, sink: dict[str, str]
+) -> None:
+    assert deploy(local_stack, Path(sink["file"]), sink["topic"], sink["table"]).returncode == 0
+    events = make_events(6000, seed=22)
+    with BinanceStandIn(events, rate=300) as server:
+        producer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "k2.cli",
+                *produce_cmd(server, sink["topic"], sink["dlq"], "--max-messages", "6000"),
+            ],
+            env=local_stack.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(6)  # at least one commit has happened
+        _kill(_pid(local_stack, "connect"), signal.SIGKILL)
+        assert local_stack.k2("stack", "up", "--timeout", "300").returncode == 0
+        time.sleep(4)
+        _kill(_pid(local_stack, "kafka"), signal.SIGTERM)
+        assert local_stack.k2("stack", "up", "--timeout", "300").returncode == 0
+        out, err = producer.communicate(timeout=300)
+    assert producer.returncode == 0, err
+    assert json.loads(out)["trades_acknowledged"] == 6000
+    status = local_stack.k2("connectors", "status", sink["name"], "--format", "json")
+    assert wait_for_rows(local_stack, sink["table"], 6000, timeout=300) == 6000, status.stdout
+    assert_table_holds_exactly(local_stack, sink["table"], events)
+
+
+def test_redeploying_an_unchanged_config_changes_nothing(local_stack: LocalStack, sink: dict[str, str]) -> None:
+    assert deploy(local_stack, Path(sink["file"]), sink["topic"], sink["table"]).returncode == 0
+    before = requests.get(f"{local_stack.connect_url}/connectors/{sink['name']}/status", timeout=30).json()
+    # Same variables (the control topic is the only generated one: reuse the deployed value).
+    config = requests.get(f"{local_stack.connect_url}/connectors/{sink['name']}/config", timeout=30).json()
+    again = local_stack.k2(
+        "deploy-connectors",
+        sink["file"],
+        "--set",
+        f"TRADES_TOPIC={sink['topic']}",
+        "--set",
+        f"ICEBERG_TABLE={sink['table']}",
+        "--set",
+        f"CONTROL_TOPIC={config['iceberg.control.topic']}",
+        "--set",
+        "COMMIT_INTERVAL_MS=3000",
+        "--format",
+        "json",
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)[0]["result"] == "Unchanged"
+    after = requests.get(f"{local_stack.connect_url}/connectors/{sink['name']}/status", timeout=30).json()
+    assert after["tasks"] == before["tasks"], "an unchanged redeploy must not restart tasks"
+
+
+def test_bad_connector_configs_fail_clearly_and_change_nothing(
+    local_stack: LocalStack, sink: dict[str, str], tmp_path: Path
+) -> None:
+    assert deploy(local_stack, Path(sink["file"]), sink["topic"], sink["table"]).returncode == 0
+    running = requests.get(f"{local_stack.connect_url}/connectors/{sink['name']}/config", timeout=30).json()
+
+    missing = local_stack.k2("deploy-connectors", sink["file"], "--set", "TRADES_TOPIC=")
+    assert missing.returncode == 1
+    assert "no value for TRADES_TOPIC" in missing.stderr
+
+    data = json.loads(Path(sink["file"]).read_text())
+    unknown = dict(data, config={**data["config"], "connector.class": "org.example.NoSuchSink"})
+    Path(sink["file"]).write_text(json.dumps(unknown))
+    refused = deploy(local_stack, Path(sink["file"]), sink["topic"], sink["table"])
+    assert refused.returncode == 1
+    assert "connector.class" in refused.stderr and "org.example.NoSuchSink" in refused.stderr
+
+    bad_value = dict(data, config={**data["config"], "tasks.max": "many"})
+    Path(sink["file"]).write_text(json.dumps(bad_value))
+    refused = deploy(local_stack, Path(sink["file"]), sink["topic"], sink["table"])
+    assert refused.returncode == 1
+    assert "tasks.max" in refused.stderr
+
+    after = requests.get(f"{local_stack.connect_url}/connectors/{sink['name']}/config", timeout=30).json()
+    assert after == running, "a refused deploy must leave the running connector as it was"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture
+def s3_catalog(local_stack: LocalStack, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """moto's S3 server (from PyPI) and a second REST catalog, started by the stack's own code, on it."""
+    import boto3
+
+    s3_port = _free_port()
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{s3_port}"
+    catalog_proc = None
+    try:
+        _wait_http(endpoint)
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=local_stack.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=local_stack.env["AWS_SECRET_ACCESS_KEY"],
+        ).create_bucket(Bucket="k2-it")
+        port = _free_port()
+        ctx = Context(
+            tmp_path / "s3home",
+            default_cache(),
+            Ports(catalog=port),
+            warehouse_uri="s3://k2-it/warehouse",
+            s3_endpoint=endpoint,
+        )
+        catalog_service = service("catalog")
+        cmd, env, workdir = catalog_service.prepare(ctx, load_components()[catalog_service.component])
+        (ctx.home / "tmp").mkdir(parents=True, exist_ok=True)
+        catalog_proc = subprocess.Popen(
+            cmd, env={**local_stack.env, **env}, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        uri = f"http://127.0.0.1:{port}"
+        _wait_http(f"{uri}/v1/config")
+        yield {"endpoint": endpoint, "uri": uri}
+    finally:
+        for proc in (catalog_proc, moto):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
+
+
+def test_the_same_connector_file_lands_on_s3_and_k2_query_reads_it(
+    local_stack: LocalStack, s3_catalog: dict[str, str], tmp_path: Path
+) -> None:
+    topic, dlq = make_topics(local_stack)
+    table = f"{unique('s3')}.trades"
+    s3_env = {"AWS_REGION": "us-east-1"}
+    catalog = rest_catalog(
+        s3_catalog["uri"],
+        **{
+            "s3.endpoint": s3_catalog["endpoint"],
+            "s3.access-key-id": local_stack.env["AWS_ACCESS_KEY_ID"],
+            "s3.secret-access-key": local_stack.env["AWS_SECRET_ACCESS_KEY"],
+            "s3.region": "us-east-1",
+        },
+    )
+    apply_table(catalog, table_spec(table))
+    path = connector_copy(tmp_path)
+    try:
+        deployed = deploy(
+            local_stack,
+            path,
+            topic,
+            table,
+            "--set",
+            f"CATALOG_URI={s3_catalog['uri']}",
+            "--set",
+            f"S3_ENDPOINT={s3_catalog['endpoint']}",
+        )
+        assert deployed.returncode == 0, deployed.stderr
+        assert local_stack.env["AWS_SECRET_ACCESS_KEY"] not in deployed.stdout + deployed.stderr
+        shown = requests.get(f"{local_stack.connect_url}/connectors/{path.stem}/config", timeout=30).json()
+        assert shown["iceberg.catalog.s3.secret-access-key"] == "${env:AWS_SECRET_ACCESS_KEY}", (
+            "secret left to the worker"
+        )
+        events = make_events(1200, seed=23)
+        with BinanceStandIn(events, rate=1000) as server:
+            done = local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "1200"))
+        assert done.returncode == 0, done.stderr
+        env = {"K2_CATALOG_URI": s3_catalog["uri"], "K2_S3_ENDPOINT": s3_catalog["endpoint"], **s3_env}
+        assert wait_for_rows(local_stack, table, 1200, env=env) == 1200
+        assert_table_holds_exactly(local_stack, table, events, env)
+        location = catalog.load_table(table).metadata_location
+        assert location.startswith("s3://k2-it/warehouse/")
+    finally:
+        requests.delete(f"{local_stack.connect_url}/connectors/{path.stem}", timeout=30)
