@@ -59,6 +59,15 @@ def make_sink(tmp: Path, bootstrap: str, catalog_uri: str, commit_interval_ms: s
     return {"topic": topic, "table": table, "file": str(path), "name": data["name"], "sets": json.dumps(sets)}
 
 
+def drop_table(catalog_uri: str, table: str) -> None:
+    """Benchmark tables are scratch: purge them so `trades` and the warehouse stay the user's."""
+    from k2.connect.tables import rest_catalog
+
+    catalog = rest_catalog(catalog_uri)
+    catalog.purge_table(table)
+    catalog.drop_namespace(table.split(".")[0])
+
+
 class Poller:
     """Watches a table with the query engine and notes when each trade first became visible."""
 
@@ -153,6 +162,7 @@ def throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     write_frames(frames, generate_events(["BTCUSDT", "ETHUSDT", "BNBUSDT"], args.backlog / 1000, 1000, start, seed=5))
     k2("produce", "--replay", str(frames), "--topic", sink["topic"], "--dlq-topic", sink["topic"] + ".dlq")
     poller = Poller(args.catalog_uri, sink["table"])
+    poller.lake.con.execute("SET threads = 1")  # leave the other core to Connect
     started = time.monotonic()
     k2("deploy-connectors", sink["file"], *json.loads(sink["sets"]))
     deadline = started + 900
@@ -160,6 +170,7 @@ def throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         time.sleep(1)
     elapsed = time.monotonic() - started
     k2("connectors", "delete", sink["name"])
+    drop_table(args.catalog_uri, sink["table"])
     landed = len(poller.visible_at)
     return {"trades": landed, "expected": args.backlog, "seconds": elapsed, "trades_per_s": landed / elapsed}
 

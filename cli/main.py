@@ -107,6 +107,7 @@ cli.add_command(connect_cmd.deploy_connectors)
 cli.add_command(connect_cmd.connectors)
 cli.add_command(query_cmd.query)
 cli.add_command(query_cmd.candles)
+cli.add_command(query_cmd.volume)
 
 
 def main() -> None:

@@ -105,3 +105,47 @@ def candles(
     lake = Lake(settings.catalog_uri)
     lake.attach_tables()
     _write(compute(lake, symbol.upper(), interval, since, until), fmt, output, CANDLE_COLUMNS)
+
+
+def _window(last: str | None, since: str | None, until: str | None) -> tuple[str, str]:
+    from datetime import UTC, datetime, timedelta
+
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if since:
+        return since, until or "9999-12-31T00:00:00Z"
+    text = last or "24h"
+    try:
+        delta = timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError):
+        raise click.BadParameter(f"{text!r} is not a window like 30m, 24h or 7d", param_hint="--last") from None
+    end = datetime.now(UTC)
+    return (end - delta).isoformat(), (until or end.isoformat())
+
+
+@click.command()
+@click.argument("symbols", nargs=-1)
+@click.option("--last", help="Window ending now: 30m, 24h, 7d.  [default: 24h]")
+@click.option("--since", help="Window start (UTC, inclusive); overrides --last.")
+@click.option("--until", help="Window end (UTC, exclusive).  [default: now]")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.pass_obj
+def volume(
+    settings: Settings, symbols: tuple[str, ...], last: str | None, since: str | None, until: str | None, fmt: str
+) -> None:
+    """Volume, quote volume, VWAP and trade count per symbol over a window (default: all symbols, 24h).
+
+    \b
+    Examples:
+      k2 volume
+      k2 volume BTCUSDT ETHUSDT --last 1h --format json
+      k2 volume --since 2026-11-26T00:00:00Z --until 2026-11-27T00:00:00Z
+    """
+    from k2.query.engine import Lake
+    from k2.query.engine import volume as compute
+
+    start, end = _window(last, since, until)
+    lake = Lake(settings.catalog_uri)
+    lake.attach_tables()
+    rows = compute(lake, [s.upper() for s in symbols], start, end)
+    columns = ("symbol", "volume", "quote_volume", "vwap", "trade_count", "first_trade", "last_trade")
+    emit(rows, fmt, columns)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 
 from .output import emit, format_option
@@ -16,6 +18,8 @@ def tables() -> None:
     Examples:
       k2 tables apply
       k2 tables apply --dry-run --format json
+      k2 tables snapshots market_data.trades
+      k2 tables maintain market_data.trades
     """
 
 
@@ -38,3 +42,61 @@ def apply(settings: Settings, dry_run: bool, fmt: str) -> None:
     catalog = rest_catalog(settings.catalog_uri)
     rows = [apply_table(catalog, spec, dry_run) for spec in load_table_specs().values()]
     emit(rows, fmt, ("table", "action", "changes"))
+
+
+@tables.command()
+@click.argument("table")
+@format_option()
+@click.pass_obj
+def snapshots(settings: Settings, table: str, fmt: str) -> None:
+    """List a table's snapshots, oldest first (ids and times for `k2 query --snapshot/--as-of`).
+
+    \b
+    Examples:
+      k2 tables snapshots market_data.trades
+      k2 tables snapshots market_data.trades --format json
+    """
+    from k2.query.engine import Catalog
+    from k2.query.engine import snapshots as list_snapshots
+
+    rows = list_snapshots(Catalog(settings.catalog_uri), table)
+    columns = ("snapshot_id", "committed_at", "operation", "added_records", "total_records", "total_data_files")
+    emit(rows, fmt, (*columns, "current"))
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError, IndexError):
+        raise click.BadParameter(f"{text!r} is not a duration like 30m, 1h or 7d") from None
+
+
+@tables.command()
+@click.argument("table")
+@click.option("--retain", default="1h", show_default=True, help="Keep snapshots younger than this.")
+@click.option("--orphan-age", default="1h", show_default=True, help="Only delete unreferenced files older than this.")
+@format_option()
+@click.pass_obj
+def maintain(settings: Settings, table: str, retain: str, orphan_age: str, fmt: str) -> None:
+    """Compact finished partitions, expire old snapshots, delete files nothing references any more.
+
+    Partitions older than the current UTC day with several files are rewritten into one sorted file
+    each, committed only if the connector did not commit in between (retried otherwise), so query
+    results never change. Reports data files and bytes, and files on disk, before and after.
+
+    \b
+    Examples:
+      k2 tables maintain market_data.trades
+      k2 tables maintain market_data.trades --retain 24h --format json
+    """
+    from k2.connect.maintenance import maintain as run_maintenance
+    from k2.connect.tables import rest_catalog
+
+    report = run_maintenance(
+        rest_catalog(settings.catalog_uri), table, retain=_duration(retain), orphan_age=_duration(orphan_age)
+    )
+    if fmt == "table":
+        emit([{"metric": k, "value": v} for k, v in report.as_dict().items()], fmt)
+    else:
+        emit([report.as_dict()], fmt)

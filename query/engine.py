@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .exceptions import QueryError
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 EIGHT_PLACES = Decimal("0.00000001")
+DEFAULT_NAMESPACE = "market_data"  # the namespace of connect/tables.toml: `trades` means market_data.trades
 INTERVALS = {"1m": "1 minute", "5m": "5 minutes", "15m": "15 minutes", "1h": "1 hour", "1d": "1 day"}
 # Statements that change something: refused, `k2 query` is read-only.
 WRITES = re.compile(
@@ -138,11 +140,15 @@ class Lake:
         short: dict[str, list[TableRef]] = {}
         for ref in refs:
             short.setdefault(ref.name, []).append(ref)
+        for name, candidates in short.items():
+            # A short name is the table of that name in the default namespace, else the only one.
+            preferred = [r for r in candidates if r.namespace == DEFAULT_NAMESPACE]
+            short[name] = preferred or candidates
         for ref in refs:
             scan = self.scan_sql(ref, snapshot)
             self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ref.namespace}"')
             self.con.execute(f'CREATE OR REPLACE VIEW "{ref.namespace}"."{ref.name}" AS SELECT * FROM {scan}')
-            if len(short[ref.name]) == 1:
+            if short[ref.name] == [ref]:
                 self.con.execute(f'CREATE OR REPLACE VIEW main."{ref.name}" AS SELECT * FROM {scan}')
         self.tables = refs
         return refs
@@ -207,6 +213,36 @@ def candles(lake: Lake, symbol: str, interval: str, since: str, until: str) -> l
                 "quote_volume": row["quote_volume"],
                 "vwap": vwap(row["quote_volume"], row["volume"]),
                 "trade_count": row["trade_count"],
+            }
+        )
+    return rows
+
+
+def volume(lake: Lake, symbols: list[str], since: str, until: str) -> list[dict[str, Any]]:
+    """Volume, quote volume, VWAP and trade count per symbol (see sql/volume.sql)."""
+    table = lake.query(read_sql("volume"), {"symbols": symbols, "since": since, "until": until})
+    return [dict(row, vwap=vwap(row["quote_volume"], row["volume"])) for row in table.to_pylist()]
+
+
+def snapshots(catalog: Catalog, identifier: str) -> list[dict[str, Any]]:
+    """The table's snapshots, oldest first, from the catalog's table metadata."""
+    namespace, _, name = identifier.rpartition(".")
+    if not namespace:
+        raise QueryError(f"give the table as namespace.table, e.g. market_data.{identifier}")
+    metadata = catalog.load(namespace, name)["metadata"]
+    current = metadata.get("current-snapshot-id")
+    rows = []
+    for snapshot in sorted(metadata.get("snapshots", []), key=lambda s: s["timestamp-ms"]):
+        summary = snapshot.get("summary", {})
+        rows.append(
+            {
+                "snapshot_id": snapshot["snapshot-id"],
+                "committed_at": datetime.fromtimestamp(snapshot["timestamp-ms"] / 1000, UTC),
+                "operation": summary.get("operation", ""),
+                "added_records": int(summary.get("added-records", 0)),
+                "total_records": int(summary.get("total-records", 0)),
+                "total_data_files": int(summary.get("total-data-files", 0)),
+                "current": snapshot["snapshot-id"] == current,
             }
         )
     return rows
