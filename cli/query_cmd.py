@@ -83,11 +83,12 @@ def query(
 @click.option("--interval", type=click.Choice(["1m", "5m", "15m", "1h", "1d"]), default="1m", show_default=True)
 @click.option("--since", default="1970-01-01T00:00:00Z", help="Start (UTC, inclusive).  [default: beginning]")
 @click.option("--until", default="9999-12-31T00:00:00Z", help="End (UTC, exclusive).  [default: no end]")
+@click.option("--table", "table", default="market_data.trades", show_default=True, help="Trades table to read.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
 @click.pass_obj
 def candles(
-    settings: Settings, symbol: str, interval: str, since: str, until: str, fmt: str, output: Path | None
+    settings: Settings, symbol: str, interval: str, since: str, until: str, table: str, fmt: str, output: Path | None
 ) -> None:
     """OHLCV candles with VWAP, quote volume and trade count from the Iceberg trades, oldest first.
 
@@ -103,7 +104,7 @@ def candles(
     from k2.query.engine import candles as compute
 
     lake = Lake(settings.catalog_uri)
-    lake.attach_tables()
+    lake.attach_tables(trades=table)
     _write(compute(lake, symbol.upper(), interval, since, until), fmt, output, CANDLE_COLUMNS)
 
 
@@ -127,10 +128,17 @@ def _window(last: str | None, since: str | None, until: str | None) -> tuple[str
 @click.option("--last", help="Window ending now: 30m, 24h, 7d.  [default: 24h]")
 @click.option("--since", help="Window start (UTC, inclusive); overrides --last.")
 @click.option("--until", help="Window end (UTC, exclusive).  [default: now]")
+@click.option("--table", "table", default="market_data.trades", show_default=True, help="Trades table to read.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.pass_obj
 def volume(
-    settings: Settings, symbols: tuple[str, ...], last: str | None, since: str | None, until: str | None, fmt: str
+    settings: Settings,
+    symbols: tuple[str, ...],
+    last: str | None,
+    since: str | None,
+    until: str | None,
+    table: str,
+    fmt: str,
 ) -> None:
     """Volume, quote volume, VWAP and trade count per symbol over a window (default: all symbols, 24h).
 
@@ -145,7 +153,7 @@ def volume(
 
     start, end = _window(last, since, until)
     lake = Lake(settings.catalog_uri)
-    lake.attach_tables()
+    lake.attach_tables(trades=table)
     rows = compute(lake, [s.upper() for s in symbols], start, end)
     columns = ("symbol", "volume", "quote_volume", "vwap", "trade_count", "first_trade", "last_trade")
     emit(rows, fmt, columns)

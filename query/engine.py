@@ -134,8 +134,11 @@ class Lake:
             parameters["endpoint"] = parsed.netloc
         self.con.execute(f"CREATE OR REPLACE SECRET k2_s3 ({', '.join(options)})", parameters)
 
-    def attach_tables(self, snapshot: dict[str, Any] | None = None) -> list[TableRef]:
-        """Create one view per catalog table (current snapshot, or as of a snapshot / timestamp)."""
+    def attach_tables(self, snapshot: dict[str, Any] | None = None, trades: str | None = None) -> list[TableRef]:
+        """Create one view per catalog table (current snapshot, or as of a snapshot / timestamp).
+
+        ``trades`` names the table the short name ``trades`` (used by sql/*.sql) stands for.
+        """
         refs = [r for ns, name in self.catalog.identifiers() if (r := self.catalog.table(ns, name))]
         short: dict[str, list[TableRef]] = {}
         for ref in refs:
@@ -150,6 +153,14 @@ class Lake:
             self.con.execute(f'CREATE OR REPLACE VIEW "{ref.namespace}"."{ref.name}" AS SELECT * FROM {scan}')
             if short[ref.name] == [ref]:
                 self.con.execute(f'CREATE OR REPLACE VIEW main."{ref.name}" AS SELECT * FROM {scan}')
+        if trades:
+            chosen = [r for r in refs if r.identifier == trades]
+            if not chosen:
+                names = ", ".join(r.identifier for r in refs) or "none"
+                raise QueryError(f"no table {trades} in the catalog; tables: {names}")
+            self.con.execute(
+                f"CREATE OR REPLACE VIEW main.trades AS SELECT * FROM {self.scan_sql(chosen[0], snapshot)}"
+            )
         self.tables = refs
         return refs
 

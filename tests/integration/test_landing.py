@@ -27,6 +27,7 @@ from k2.stack.services import Context, Ports, service
 
 from .conftest import LocalStack, unique
 from .test_producer import BAD_FRAMES, SYMBOLS, make_events, make_topics, produce_cmd
+from .test_query import expected_candles, normalised
 
 pytestmark = pytest.mark.integration
 
@@ -144,6 +145,21 @@ def test_trades_land_exactly_once_with_exact_values_and_partitions(
     assert summary["duplicates_dropped"] > 0 and summary["dead_lettered"] == len(BAD_FRAMES)
     assert wait_for_rows(local_stack, sink["table"], 2500) == 2500
     assert_table_holds_exactly(local_stack, sink["table"], events)
+    # k2 candles on the landed table equals candles computed from the input in Python decimals.
+    as_trades = [
+        {
+            "symbol": e["s"],
+            "trade_id": e["t"],
+            "price": Decimal(e["p"]),
+            "quantity": Decimal(e["q"]),
+            "trade_time": datetime.fromtimestamp(e["T"] / 1000, UTC),
+        }
+        for e in events
+    ]
+    for symbol in SYMBOLS:
+        shown = local_stack.k2("candles", symbol, "--interval", "1m", "--table", sink["table"], "--format", "json")
+        assert shown.returncode == 0, shown.stderr
+        assert normalised(json.loads(shown.stdout)) == normalised(expected_candles(as_trades, symbol, "1m"))
     table = rest_catalog(local_stack.catalog_uri).load_table(sink["table"])
     partitions = {
         (p["trade_day"].isoformat(), p["symbol"]) for p in table.inspect.partitions()["partition"].to_pylist()

@@ -1,0 +1,275 @@
+"""`k2 query`, `k2 candles`, `k2 volume` and `k2 tables maintain` on tables written here with pyiceberg."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections import defaultdict
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from k2.connect.tables import apply_table, load_table_specs, rest_catalog
+from k2.query.engine import Lake
+
+from .conftest import LocalStack, unique
+
+pytestmark = pytest.mark.integration
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
+DAY0 = datetime(2026, 11, 20, tzinfo=UTC)
+INTERVAL_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
+
+
+def make_trades(count: int, seed: int) -> list[dict[str, Any]]:
+    """Trades over two days; several share a millisecond so open/close need the trade_id tie-break."""
+    rng = random.Random(seed)
+    trades = []
+    ids = {s: 10_000 * (i + 1) for i, s in enumerate(SYMBOLS)}
+    for _ in range(count):
+        symbol = rng.choice(SYMBOLS)
+        ids[symbol] += 1
+        moment = DAY0 + timedelta(milliseconds=rng.randrange(0, 2 * 86_400_000, 250))
+        price = Decimal(rng.randrange(1, 10**13)) / Decimal(10**8)  # up to 99,999.99999999
+        quantity = Decimal(rng.randrange(1, 10**11)) / Decimal(10**8)
+        trades.append(
+            {
+                "exchange": "BINANCE",
+                "symbol": symbol,
+                "trade_id": ids[symbol],
+                "price": price,
+                "quantity": quantity,
+                "side": "BUY",
+                "is_buyer_maker": False,
+                "trade_time": moment,
+                "event_time": moment,
+                "ingest_time": moment,
+                "vendor_data": {"source": "test"},
+            }
+        )
+    return trades
+
+
+def arrow(trades: list[dict[str, Any]], table: Any) -> pa.Table:
+    schema = table.schema().as_arrow()
+    rows = [dict(t, vendor_data=list(t["vendor_data"].items())) for t in trades]
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+@pytest.fixture(scope="module")
+def small_files_table(local_stack: LocalStack) -> dict[str, Any]:
+    """A table written as a streaming sink would: many small appends (hundreds of files)."""
+    catalog = rest_catalog(local_stack.catalog_uri)
+    identifier = f"{unique('q')}.trades"
+    apply_table(catalog, replace(load_table_specs()["market_data.trades"], identifier=identifier))
+    table = catalog.load_table(identifier)
+    trades = make_trades(6000, seed=31)
+    rng = random.Random(5)
+    rng.shuffle(trades)  # arrival order differs from trade order, as across partitions of a topic
+    batches = [trades[i : i + 40] for i in range(0, len(trades), 40)]
+    first_snapshot = None
+    first_batch_count = 0
+    for index, batch in enumerate(batches):
+        table.append(arrow(batch, table))
+        if index == 0:
+            current = table.current_snapshot()
+            assert current is not None
+            first_snapshot = current.snapshot_id
+            first_batch_count = len(batch)
+            time.sleep(1.1)  # an --as-of time strictly between the first and later snapshots
+    return {
+        "identifier": identifier,
+        "trades": trades,
+        "first_snapshot": first_snapshot,
+        "first_count": first_batch_count,
+        "first_committed": committed_at(table, first_snapshot),
+    }
+
+
+def committed_at(table: Any, snapshot_id: int | None) -> datetime:
+    snapshot = table.snapshot_by_id(snapshot_id)
+    return datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC)
+
+
+def expected_candles(trades: list[dict[str, Any]], symbol: str, interval: str) -> list[dict[str, Any]]:
+    """Candles computed independently, in Python's decimal arithmetic."""
+    width = INTERVAL_SECONDS[interval]
+    buckets: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for trade in trades:
+        if trade["symbol"] == symbol:
+            buckets[int(trade["trade_time"].timestamp()) // width * width].append(trade)
+    rows = []
+    for start in sorted(buckets):
+        group = sorted(buckets[start], key=lambda t: (t["trade_time"], t["trade_id"]))
+        volume = sum((t["quantity"] for t in group), Decimal(0))
+        quote = sum((t["price"] * t["quantity"] for t in group), Decimal(0))
+        with localcontext() as context:
+            context.prec = 80
+            vwap = (quote / volume).quantize(Decimal("0.00000001"), rounding=ROUND_HALF_EVEN)
+        rows.append(
+            {
+                "symbol": symbol,
+                "interval_start": datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z"),
+                "open": group[0]["price"],
+                "high": max(t["price"] for t in group),
+                "low": min(t["price"] for t in group),
+                "close": group[-1]["price"],
+                "volume": volume,
+                "quote_volume": quote,
+                "vwap": vwap,
+                "trade_count": len(group),
+            }
+        )
+    out: list[dict[str, Any]] = [{k: (v if isinstance(v, int) else str(v)) for k, v in row.items()} for row in rows]
+    return out
+
+
+def normalised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Decimal strings compared as numbers (DuckDB prints scale 8/16; Python keeps its own exponent)."""
+    out = []
+    for row in rows:
+        item = {}
+        for key, value in row.items():
+            item[key] = Decimal(value) if key not in ("symbol", "interval_start", "trade_count") else value
+        out.append(item)
+    return out
+
+
+@pytest.mark.parametrize("interval", ["1m", "5m", "15m", "1h", "1d"])
+def test_candles_equal_an_independent_decimal_computation(
+    local_stack: LocalStack, small_files_table: dict[str, Any], interval: str
+) -> None:
+    for symbol in SYMBOLS:
+        done = local_stack.k2(
+            "candles", symbol, "--interval", interval, "--table", small_files_table["identifier"], "--format", "json"
+        )
+        assert done.returncode == 0, done.stderr
+        got = json.loads(done.stdout)
+        want = expected_candles(small_files_table["trades"], symbol, interval)
+        assert len(got) == len(want)
+        assert normalised(got) == normalised(want)
+        assert all(re.fullmatch(r"\d+\.\d{8}", row["vwap"]) for row in got), "vwap has exactly 8 decimals"
+
+
+def test_candles_jsonl_is_one_object_per_line(local_stack: LocalStack, small_files_table: dict[str, Any]) -> None:
+    done = local_stack.k2(
+        "candles", "ETHUSDT", "--interval", "1h", "--table", small_files_table["identifier"], "--format", "jsonl"
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == 48
+    assert set(json.loads(lines[0])) == {
+        "symbol",
+        "interval_start",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+        "vwap",
+        "trade_count",
+    }
+
+
+def test_a_symbol_day_query_reads_only_that_partitions_files(
+    local_stack: LocalStack, small_files_table: dict[str, Any]
+) -> None:
+    catalog = rest_catalog(local_stack.catalog_uri)
+    files = catalog.load_table(small_files_table["identifier"]).inspect.files()
+    partitions = files["partition"].to_pylist()
+    in_partition = sum(1 for p in partitions if p["symbol"] == "ETHUSDT" and p["trade_day"] == DAY0.date())
+    assert 0 < in_partition < len(partitions)
+    lake = Lake(local_stack.catalog_uri)
+    lake.attach_tables(trades=small_files_table["identifier"])
+    plan = lake.query(
+        "explain analyze select count(*) from trades where symbol = 'ETHUSDT' "
+        "and trade_time >= TIMESTAMPTZ '2026-11-20 00:00:00+00' and trade_time < TIMESTAMPTZ '2026-11-21 00:00:00+00'"
+    ).to_pylist()[0]["explain_value"]
+    files_read = int(re.search(r"Total Files Read: ([\d,]+)", plan).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert files_read == in_partition, f"read {files_read} files, the partition has {in_partition}"
+
+
+def test_time_travel_returns_the_earlier_count(local_stack: LocalStack, small_files_table: dict[str, Any]) -> None:
+    table = small_files_table["identifier"]
+    now = local_stack.k2("query", f"select count(*) as n from {table}", "--format", "json")
+    assert json.loads(now.stdout)[0]["n"] == len(small_files_table["trades"])
+    then = local_stack.k2(
+        "query",
+        f"select count(*) as n from {table}",
+        "--snapshot",
+        str(small_files_table["first_snapshot"]),
+        "--format",
+        "json",
+    )
+    assert then.returncode == 0, then.stderr
+    assert json.loads(then.stdout)[0]["n"] == small_files_table["first_count"]
+    as_of = (small_files_table["first_committed"] + timedelta(milliseconds=500)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    earlier = local_stack.k2("query", f"select count(*) as n from {table}", "--as-of", as_of, "--format", "json")
+    assert earlier.returncode == 0, earlier.stderr
+    assert json.loads(earlier.stdout)[0]["n"] == small_files_table["first_count"]
+    listed = local_stack.k2("tables", "snapshots", table, "--format", "json")
+    ids = [row["snapshot_id"] for row in json.loads(listed.stdout)]
+    assert ids[0] == small_files_table["first_snapshot"] and len(ids) == 150
+
+
+def test_volume_per_symbol(local_stack: LocalStack, small_files_table: dict[str, Any]) -> None:
+    done = local_stack.k2(
+        "volume",
+        "--since",
+        "2026-11-20T00:00:00Z",
+        "--until",
+        "2026-11-22T00:00:00Z",
+        "--table",
+        small_files_table["identifier"],
+        "--format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    got = {row["symbol"]: row for row in json.loads(done.stdout)}
+    for symbol in SYMBOLS:
+        mine = [t for t in small_files_table["trades"] if t["symbol"] == symbol]
+        assert Decimal(got[symbol]["volume"]) == sum(t["quantity"] for t in mine)
+        assert Decimal(got[symbol]["quote_volume"]) == sum(t["price"] * t["quantity"] for t in mine)
+        assert got[symbol]["trade_count"] == len(mine)
+
+
+def test_maintain_keeps_results_and_removes_small_files(
+    local_stack: LocalStack, small_files_table: dict[str, Any]
+) -> None:
+    table = small_files_table["identifier"]
+    probes = [
+        f"select symbol, count(*) as n, sum(price) as p, sum(quantity) as q, min(trade_time) as a, max(trade_id) as b "
+        f"from {table} group by symbol order by symbol",
+        f"select * from {table} where symbol = 'BTCUSDT' order by trade_time desc, trade_id desc limit 100",
+    ]
+    before = [local_stack.k2("query", sql, "--format", "json").stdout for sql in probes]
+    candles_before = local_stack.k2("candles", "BNBUSDT", "--interval", "15m", "--table", table, "--format", "json")
+    done = local_stack.k2("tables", "maintain", table, "--retain", "0s", "--orphan-age", "0s", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)[0]
+    assert report["partitions_compacted"] == 6  # 2 days x 3 symbols
+    assert report["data_files_before"] >= 300 and report["data_files_after"] == 6
+    assert report["disk_files_after"] < report["disk_files_before"] / 10
+    assert [local_stack.k2("query", sql, "--format", "json").stdout for sql in probes] == before
+    candles_after = local_stack.k2("candles", "BNBUSDT", "--interval", "15m", "--table", table, "--format", "json")
+    assert candles_after.stdout == candles_before.stdout
+
+
+def test_query_errors_are_one_line_with_a_non_zero_exit(local_stack: LocalStack) -> None:
+    unknown = local_stack.k2("query", "select * from no_such_table")
+    assert unknown.returncode == 1
+    assert "no_such_table does not exist" in unknown.stderr and "tables in the catalog:" in unknown.stderr
+    bad_sql = local_stack.k2("query", "selec 1")
+    assert bad_sql.returncode == 1 and bad_sql.stderr.startswith("Error: Parser Error: syntax error")
+    assert "Traceback" not in bad_sql.stderr and len(bad_sql.stderr.strip().splitlines()) == 1
+    write = local_stack.k2("query", "create table x as select 1")
+    assert write.returncode == 1 and "read-only" in write.stderr
+    down = local_stack.k2("--catalog-uri", "http://127.0.0.1:9", "query", "select 1")
+    assert down.returncode == 1
+    assert "http://127.0.0.1:9 is unreachable" in down.stderr and "k2 stack up" in down.stderr
