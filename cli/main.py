@@ -14,7 +14,7 @@ import click
 from k2.stack.manager import default_home, recorded_ports
 from k2.stack.services import Ports, urls
 
-from . import connect_cmd, produce_cmd, query_cmd, run_cmd, schemas_cmd, stack_cmd, tables_cmd, topics_cmd
+from . import connect_cmd, ksql_cmd, produce_cmd, query_cmd, run_cmd, schemas_cmd, stack_cmd, tables_cmd, topics_cmd
 from .settings import Settings
 
 ENV_PREFIX = "K2"
@@ -108,6 +108,7 @@ cli.add_command(connect_cmd.connectors)
 cli.add_command(query_cmd.query)
 cli.add_command(query_cmd.candles)
 cli.add_command(query_cmd.volume)
+cli.add_command(ksql_cmd.ksql)
 
 
 def main() -> None:

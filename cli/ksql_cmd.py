@@ -1,0 +1,257 @@
+"""``k2 ksql``: the ksqlDB migrations of ksql/ and queries against ksqlDB's REST API."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from .output import FORMATS, emit, format_option
+from .settings import Settings
+
+
+def _variables(values: tuple[str, ...]) -> dict[str, str]:
+    parsed = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="-d")
+        parsed[name.strip()] = value
+    return parsed
+
+
+def _defaults(variables: dict[str, str]) -> dict[str, str]:
+    """Topic names from schemas/topics.toml unless given: the files' DEFINEs are only fallbacks."""
+    from k2.schemas.contract import load_topics
+
+    return {"trades_topic": load_topics()["trades"].name, **variables}
+
+
+variable_option = click.option(
+    "-d", "--define", "defines", multiple=True, metavar="NAME=VALUE", help="Set a ${NAME} variable (repeatable)."
+)
+
+
+@click.group()
+def ksql() -> None:
+    """ksqlDB live aggregates: apply ksql/migrations in order, validate them offline, query ksqlDB.
+
+    ksqlDB runs in docker-compose.yml (ksqldb-server on port 8088); point --ksql-url at it.
+
+    \b
+    Examples:
+      k2 ksql validate
+      k2 ksql apply --dry-run
+      k2 ksql apply
+      k2 ksql query "SELECT * FROM candles_1m_changelog EMIT CHANGES;" --limit 5
+    """
+
+
+@ksql.command()
+@variable_option
+@click.option("--dry-run", is_flag=True, help="Print the statements that would run; run nothing.")
+@format_option()
+@click.pass_obj
+def apply(settings: Settings, defines: tuple[str, ...], dry_run: bool, fmt: str) -> None:
+    """Run pending migrations in version order, recording each in ksqlDB (idempotent).
+
+    A migration changed after it was applied is refused (its checksum is recorded in ksqlDB).
+
+    \b
+    Examples:
+      k2 ksql apply
+      k2 ksql apply -d trades_topic=market.crypto.trades.test --dry-run
+    """
+    from k2.ksql.client import KsqlClient
+    from k2.ksql.client import apply as run_apply
+    from k2.ksql.migrations import load_migrations, resolve
+
+    variables = _defaults(_variables(defines))
+    migrations = load_migrations()
+    if dry_run:
+        for migration in migrations:
+            click.echo(f"-- {migration.path.name} (checksum {migration.checksum})")
+            for statement in resolve(migration, variables):
+                click.echo(statement.text)
+        return
+    emit(run_apply(KsqlClient(settings.ksql_url), migrations, variables), fmt, ("version", "name", "action"))
+
+
+@ksql.command(name="list")
+@format_option()
+@click.pass_obj
+def list_(settings: Settings, fmt: str) -> None:
+    """Each migration file with its state in ksqlDB: applied, pending or changed.
+
+    \b
+    Examples:
+      k2 ksql list
+      k2 ksql list --format json
+    """
+    from k2.ksql.client import VERSIONS_TABLE, KsqlClient, KsqlError, applied_versions, plan
+    from k2.ksql.migrations import load_migrations
+
+    client = KsqlClient(settings.ksql_url)
+    try:
+        recorded = applied_versions(client)
+    except KsqlError as exc:
+        if "does not exist" not in str(exc):
+            raise
+        recorded = {}  # nothing applied yet: the versions table is created by the first apply
+    rows = [
+        {"version": m.version, "name": m.name, "state": state, "checksum": m.checksum, "file": m.path.name}
+        for m, state in plan(load_migrations(), recorded)
+    ]
+    emit(rows, fmt)
+    if any(r["state"] == "changed" for r in rows):
+        click.echo(f"Error: a migration changed after it was applied (see {VERSIONS_TABLE})", err=True)
+        sys.exit(1)
+
+
+@ksql.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def drop(settings: Settings, yes: bool) -> None:
+    """Drop every stream and table the migrations created (newest first) and the migration record.
+
+    Topics written by the aggregates are deleted; the trades topic is never touched.
+
+    \b
+    Examples:
+      k2 ksql drop --yes
+    """
+    import re
+
+    from k2.ksql.client import EVENTS_STREAM, VERSIONS_TABLE, KsqlClient
+    from k2.ksql.migrations import load_migrations
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("refusing to drop without confirmation on a non-interactive input; pass --yes")
+        click.confirm("Drop all K2 ksqlDB streams and tables?", abort=True)
+    client = KsqlClient(settings.ksql_url)
+    objects: list[tuple[str, str, bool]] = []
+    for migration in load_migrations():
+        for statement in migration.statements:
+            match = re.match(r"\s*CREATE\s+(STREAM|TABLE)\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", statement.text, re.I)
+            if match:
+                derived = bool(re.search(r"\bAS\s+SELECT\b", statement.text, re.I))
+                objects.append((match.group(1).upper(), match.group(2), derived))
+    # Newest first (a table goes before the stream it reads), then the migration record itself.
+    ordered = [*reversed(objects), ("TABLE", VERSIONS_TABLE, True), ("STREAM", EVENTS_STREAM, False)]
+    for kind, name, derived in ordered:
+        suffix = " DELETE TOPIC" if derived else ""
+        client.execute(f"DROP {kind} IF EXISTS {name}{suffix};")
+        click.echo(f"Dropped {kind.lower()} {name}{' and its topic' if derived else ''}")
+
+
+@ksql.command()
+@click.argument("sql")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many rows (push queries run until then).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.pass_obj
+def query(settings: Settings, sql: str, limit: int | None, fmt: str) -> None:
+    """Run a pull query, or stream a push query's rows (EMIT CHANGES) until --limit or Ctrl-C.
+
+    \b
+    Examples:
+      k2 ksql query "SELECT * FROM candles_1m WHERE symbol = 'BTCUSDT';"
+      k2 ksql query "SELECT * FROM candles_1m_changelog EMIT CHANGES;" --limit 10 --format jsonl
+    """
+    from k2.ksql.client import KsqlClient
+
+    result = KsqlClient(settings.ksql_url).query(sql if sql.rstrip().endswith(";") else sql + ";")
+    columns = [c.lower() for c in result.columns]
+    streaming = fmt == "jsonl"
+    rows: list[dict[str, Any]] = []
+    for count, row in enumerate(result.rows, start=1):
+        item = dict(zip(columns, row, strict=False))
+        if streaming:
+            emit([item], "jsonl", columns)
+        else:
+            rows.append(item)
+        if limit and count >= limit:
+            break
+    if not streaming:
+        emit(rows, fmt, columns)
+
+
+@ksql.command()
+@variable_option
+@format_option()
+def validate(defines: tuple[str, ...], fmt: str) -> None:
+    """Check the migrations offline against schemas/ and schemas/topics.toml; exit 1 on any problem.
+
+    Catches unknown columns, aggregates on the wrong type, undeclared topics and missing variables,
+    naming file, line and item.
+
+    \b
+    Examples:
+      k2 ksql validate
+      k2 ksql validate -d trades_topic=market.crypto.trades.binance --format json
+    """
+    from k2.ksql.migrations import load_migrations
+    from k2.ksql.validate import validate as run_validate
+
+    migrations = load_migrations()
+    problems = run_validate(migrations, _defaults(_variables(defines)))
+    if problems:
+        emit([{"file": p.file, "line": p.line, "item": p.item, "problem": p.message} for p in problems], fmt)
+        click.echo(f"Error: {len(problems)} problem(s) in ksql/migrations", err=True)
+        sys.exit(1)
+    click.echo(
+        f"{len(migrations)} migrations, {sum(len(m.statements) for m in migrations)} statements: valid", err=True
+    )
+
+
+@ksql.command()
+@format_option()
+@click.pass_obj
+def info(settings: Settings, fmt: str) -> None:
+    """The ksqlDB server's version, cluster, service id and status (GET /info).
+
+    \b
+    Examples:
+      k2 ksql info
+      k2 --ksql-url http://ksqldb-server:8088 ksql info --format json
+    """
+    from k2.ksql.client import KsqlClient
+
+    emit([KsqlClient(settings.ksql_url).info()], fmt)
+
+
+@ksql.command()
+@click.option("--interval", type=click.Choice(["1m", "5m", "1h"]), default="1m", show_default=True)
+@click.option("--since", required=True, help="Start of a closed range (UTC), e.g. 2026-11-27T12:00:00Z.")
+@click.option("--until", required=True, help="End of the range (UTC, exclusive); its windows must be closed.")
+@click.option("--table", default="market_data.trades", show_default=True, help="Iceberg trades table.")
+@format_option()
+@click.pass_obj
+def reconcile(settings: Settings, interval: str, since: str, until: str, table: str, fmt: str) -> None:
+    """Compare ksqlDB's final candles with `k2 candles` from Iceberg over a closed range; exit 1 on any difference.
+
+    \b
+    Examples:
+      k2 ksql reconcile --since 2026-11-27T12:00:00Z --until 2026-11-27T13:00:00Z
+      k2 ksql reconcile --interval 5m --since 2026-11-27T00:00:00Z --until 2026-11-27T06:00:00Z --format json
+    """
+    from k2.ksql.client import KsqlClient
+    from k2.ksql.reconcile import compare, ksql_candles
+    from k2.query.engine import Lake, candles
+
+    live = ksql_candles(KsqlClient(settings.ksql_url), interval, since, until)
+    lake = Lake(settings.catalog_uri)
+    lake.attach_tables(trades=table)
+    symbols = sorted({symbol for symbol, _ in live} | _symbols(lake))
+    exact = [c for symbol in symbols for c in candles(lake, symbol, interval, since, until)]
+    mismatches = compare(live, exact)
+    if mismatches:
+        emit(mismatches, fmt)
+        click.echo(f"Error: {len(mismatches)} difference(s) between ksqlDB and Iceberg candles", err=True)
+        sys.exit(1)
+    click.echo(f"ksqlDB and Iceberg agree on {len(exact)} {interval} candles from {since} to {until}.")
+
+
+def _symbols(lake: Any) -> set[str]:
+    return {str(row["symbol"]) for row in lake.query("select distinct symbol from trades").to_pylist()}

@@ -1,0 +1,50 @@
+-- 1h OHLCV candles per symbol: open, high, low, close, volume, quote volume, VWAP, trade count.
+--
+-- Open and close are EARLIEST_BY_OFFSET / LATEST_BY_OFFSET: they follow offset order, which is trade
+-- order only because the producer keys every trade by symbol (one partition per symbol) and writes a
+-- symbol's trades in trade-id order (later trades wait while a gap is backfilled). A trade that
+-- arrives late but within the grace period updates its window (and, arriving after later trades,
+-- becomes that window's close by offset); one later than the grace period is dropped from these
+-- tables. Iceberg keeps every trade: `k2 candles` is the exact record, `k2 ksql reconcile` compares.
+--
+-- candles_1h: final results only (EMIT FINAL), one row per window once grace has passed and a
+-- later trade of that symbol advanced stream time. candles_1h_changelog: every update (EMIT
+-- CHANGES), for dashboards. Both write Avro to their own topics for Kafka UI and other consumers.
+-- Variables: candles_topic_prefix.
+DEFINE candles_topic_prefix = 'market.crypto.candles.binance.';
+
+CREATE TABLE IF NOT EXISTS candles_1h
+WITH (KAFKA_TOPIC = '${candles_topic_prefix}1h', KEY_FORMAT = 'KAFKA', VALUE_FORMAT = 'AVRO', PARTITIONS = 6) AS
+SELECT
+    symbol,
+    WINDOWSTART AS interval_start,
+    EARLIEST_BY_OFFSET(price) AS open,
+    MAX(price) AS high,
+    MIN(price) AS low,
+    LATEST_BY_OFFSET(price) AS close,
+    SUM(quantity) AS volume,
+    SUM(price * quantity) AS quote_volume,
+    SUM(price * quantity) / SUM(quantity) AS vwap,
+    COUNT(*) AS trade_count
+FROM trades_stream
+WINDOW TUMBLING (SIZE 1 HOUR, GRACE PERIOD 2 MINUTES)
+GROUP BY symbol
+EMIT FINAL;
+
+CREATE TABLE IF NOT EXISTS candles_1h_changelog
+WITH (KAFKA_TOPIC = '${candles_topic_prefix}1h.changelog', KEY_FORMAT = 'KAFKA', VALUE_FORMAT = 'AVRO', PARTITIONS = 6) AS
+SELECT
+    symbol,
+    WINDOWSTART AS interval_start,
+    EARLIEST_BY_OFFSET(price) AS open,
+    MAX(price) AS high,
+    MIN(price) AS low,
+    LATEST_BY_OFFSET(price) AS close,
+    SUM(quantity) AS volume,
+    SUM(price * quantity) AS quote_volume,
+    SUM(price * quantity) / SUM(quantity) AS vwap,
+    COUNT(*) AS trade_count
+FROM trades_stream
+WINDOW TUMBLING (SIZE 1 HOUR, GRACE PERIOD 2 MINUTES)
+GROUP BY symbol
+EMIT CHANGES;
