@@ -99,7 +99,7 @@ def measure(catalog_uri: str, identifier: str, repeat: int) -> dict[str, tuple[f
     results = {}
     for name, sql in QUERIES.items():
         ours = median_time(lambda sql=sql: lake.query(sql.format(t=identifier)), repeat)
-        base = median_time(lambda sql=sql: floor.execute(sql.format(t="t")).fetch_arrow_table(), repeat)
+        base = median_time(lambda sql=sql: floor.execute(sql.format(t="t")).to_arrow_table(), repeat)
         results[name] = (ours, base)
     return results
 

@@ -210,7 +210,7 @@ class Validator:
                     migration, statement, start + match.start(), f"column {match.group(1)}",
                     f"unknown column in {source.name} (it has: {known})",
                 )  # fmt: skip
-            elif result == "UNKNOWN":
+            elif result == "UNKNOWN" and word in source.columns:
                 result = source.columns[word]
         words = [w.lower() for w in re.findall(r"[A-Za-z_]\w*", text)]
         if len(words) == 1 and words[0] in PSEUDO:
