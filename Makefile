@@ -23,11 +23,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy cli connect producer query schemas stack tests benchmarks
+	$(BIN)/mypy cli connect ksql producer query schemas stack tests benchmarks
+	$(BIN)/k2 ksql validate
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy cli connect producer query schemas stack tests benchmarks
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy cli connect ksql producer query schemas stack tests benchmarks
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
