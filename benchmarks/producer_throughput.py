@@ -129,18 +129,7 @@ def run_floor(frames: Path, bootstrap: str, registry: str, queue: Any) -> None:
     for line in frames.read_bytes().splitlines():
         trade = parse_frame(line, "replay")
         assert isinstance(trade, Trade)
-        body = encoder.encode(
-            trade.symbol,
-            trade.trade_id,
-            trade.price,
-            trade.quantity,
-            trade.is_buyer_maker,
-            trade.trade_time,
-            trade.event_time,
-            0,
-            trade.vendor,
-        )
-        records.append((trade.symbol.encode(), prefix + body))
+        records.append((trade.symbol.encode(), prefix + encoder.encode_trade(trade, 0)))
     acked = 0
 
     def delivered(err: Any, _msg: Any) -> None:

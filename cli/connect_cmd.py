@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .options import assignments
 from .output import Progress, emit, format_option
 from .settings import Settings
 
@@ -19,16 +20,6 @@ def _settings_map(settings: Settings) -> dict[str, str]:
         "registry_url": settings.registry_url,
         "connect_url": settings.connect_url,
     }
-
-
-def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
-    parsed = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--set")
-        parsed[name.strip()] = value
-    return parsed
 
 
 @click.command(name="deploy-connectors")
@@ -59,7 +50,7 @@ def deploy_connectors(
     from k2.schemas.contract import load_topics
 
     topics = {key: spec.name for key, spec in load_topics().items()}
-    values = variable_values(_settings_map(settings), topics, _parse_sets(sets), os.environ)
+    values = variable_values(_settings_map(settings), topics, assignments(sets, "--set"), os.environ)
     connectors = [load_connector(path) for path in connector_files(list(files))]
     if not connectors:
         raise click.UsageError("no connector files found in connect/")

@@ -7,18 +7,9 @@ from typing import Any
 
 import click
 
+from .options import assignments
 from .output import FORMATS, emit, format_option
 from .settings import Settings
-
-
-def _variables(values: tuple[str, ...]) -> dict[str, str]:
-    parsed = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="-d")
-        parsed[name.strip()] = value
-    return parsed
 
 
 def _defaults(variables: dict[str, str]) -> dict[str, str]:
@@ -67,7 +58,7 @@ def apply(settings: Settings, defines: tuple[str, ...], dry_run: bool, fmt: str)
     from k2.ksql.client import apply as run_apply
     from k2.ksql.migrations import load_migrations, resolve
 
-    variables = _defaults(_variables(defines))
+    variables = _defaults(assignments(defines, "-d"))
     migrations = load_migrations()
     if dry_run:
         for migration in migrations:
@@ -195,7 +186,7 @@ def validate(defines: tuple[str, ...], fmt: str) -> None:
     from k2.ksql.validate import validate as run_validate
 
     migrations = load_migrations()
-    problems = run_validate(migrations, _defaults(_variables(defines)))
+    problems = run_validate(migrations, _defaults(assignments(defines, "-d")))
     if problems:
         emit([{"file": p.file, "line": p.line, "item": p.item, "problem": p.message} for p in problems], fmt)
         click.echo(f"Error: {len(problems)} problem(s) in ksql/migrations", err=True)

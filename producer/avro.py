@@ -8,11 +8,14 @@ unit tests decode the output with fastavro against the schema.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k2.schemas.contract import parsed_schema
 
 from .exceptions import ProducerError
+
+if TYPE_CHECKING:
+    from .frames import Trade
 
 SCALE = 8
 MAX_UNSCALED = 10**18 - 1  # decimal(18, 8)
@@ -128,4 +131,18 @@ class TradeEncoder:
                 encode_long(ingest_time),
                 vendor_bytes,
             )
+        )
+
+    def encode_trade(self, trade: Trade, ingest_time: int) -> bytes:
+        """The Avro body of a parsed trade, stamped with ``ingest_time`` (epoch ms)."""
+        return self.encode(
+            trade.symbol,
+            trade.trade_id,
+            trade.price,
+            trade.quantity,
+            trade.is_buyer_maker,
+            trade.trade_time,
+            trade.event_time,
+            ingest_time,
+            trade.vendor,
         )

@@ -117,17 +117,7 @@ class KafkaSink:
         key = self._keys.get(trade.symbol)
         if key is None:
             key = self._keys[trade.symbol] = trade.symbol.encode()
-        body = self.encoder.encode(
-            trade.symbol,
-            trade.trade_id,
-            trade.price,
-            trade.quantity,
-            trade.is_buyer_maker,
-            trade.trade_time,
-            trade.event_time,
-            int(time.time() * 1000),
-            trade.vendor,
-        )
+        body = self.encoder.encode_trade(trade, int(time.time() * 1000))
         self._produce(self.topic, self._prefix + body, key)
         self.stats.trades_sent += 1
 

@@ -304,3 +304,29 @@ def test_schema_compatibility_is_checked_before_registering(local_stack: LocalSt
     assert evolved.returncode == 0, evolved.stderr
     row = json.loads(evolved.stdout)[0]
     assert row["action"] == "registered" and row["version"] == 2
+
+
+def test_connections_rotate_by_age_without_losing_anything(local_stack: LocalStack) -> None:
+    """The 24 h rotation, with the age limit shortened: new connection first, then the old one closes."""
+    from k2.producer.app import ProduceOptions, run_live
+
+    events = make_events(1500, seed=16)
+    topic, dlq = make_topics(local_stack)
+    with BinanceStandIn(events, rate=500) as server:
+        options = ProduceOptions(
+            bootstrap_servers=local_stack.bootstrap_servers,
+            registry_url=local_stack.registry_url,
+            topic=topic,
+            dlq_topic=dlq,
+            symbols=SYMBOLS,
+            ws_url=server.ws_url,
+            rest_url=server.rest_url,
+            max_messages=1500,
+            duration=60,
+            rotate_after=1.0,
+        )
+        summary = run_live(options)
+        connections = server.connections
+    assert summary.rotations >= 2 and connections == summary.rotations + 1
+    assert summary.gaps_detected == 0 and summary.trades_acknowledged == 1500
+    assert_exactly(events, consume(local_stack, topic))

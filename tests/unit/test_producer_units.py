@@ -31,17 +31,7 @@ def frame(**overrides: Any) -> bytes:
 def test_encoder_output_decodes_with_fastavro_exactly() -> None:
     trade = parse_frame(frame())
     assert isinstance(trade, Trade)
-    body = TradeEncoder().encode(
-        trade.symbol,
-        trade.trade_id,
-        trade.price,
-        trade.quantity,
-        trade.is_buyer_maker,
-        trade.trade_time,
-        trade.event_time,
-        1700000000999,
-        trade.vendor,
-    )
+    body = TradeEncoder().encode_trade(trade, 1700000000999)
     record = fastavro.schemaless_reader(io.BytesIO(body), parsed_schema("trade.avsc"))
     assert record == {
         "exchange": "BINANCE",
