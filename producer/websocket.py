@@ -88,6 +88,7 @@ class StreamConnection:
         self.rotate_after = rotate_after
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self._current: ClientConnection | None = None
 
     async def _open(self) -> ClientConnection | None:
         failures = 0
@@ -123,6 +124,15 @@ class StreamConnection:
 
     async def run(self) -> None:
         ws = await self._open()
+        try:
+            await self._serve(ws)
+        finally:
+            # A connection opened just as stop was set (by a reconnect or a rotation) is closed too.
+            if self._current is not None:
+                await self._current.close()
+
+    async def _serve(self, ws: ClientConnection | None) -> None:
+        self._current = ws
         while ws is not None and not self.stop.is_set():
             rotate = asyncio.Event()
             first = asyncio.Event()
@@ -140,7 +150,7 @@ class StreamConnection:
                 return
             if reader in done:  # dropped: reconnect; the sequencer backfills whatever was missed
                 self.stats.reconnects += 1
-                ws = await self._open()
+                ws = self._current = await self._open()
                 continue
             # Rotation (age or serverShutdown): open the new connection first, switch once it delivers,
             # then close the old one; the overlap's repeats are dropped by the sequencer.
@@ -163,4 +173,4 @@ class StreamConnection:
             await ws.close()
             await reader
             self.stats.rotations += 1
-            ws = new_ws
+            ws = self._current = new_ws

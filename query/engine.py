@@ -50,6 +50,7 @@ class TableRef:
     namespace: str
     name: str
     metadata_location: str
+    snapshots: tuple[tuple[int, int], ...] = ()  # (snapshot id, committed at epoch ms)
 
     @property
     def identifier(self) -> str:
@@ -88,7 +89,10 @@ class Catalog:
         data = self._get(f"namespaces/{quote(namespace)}/tables/{quote(name)}")
         if data is None:
             return None
-        return TableRef(namespace, name, data["metadata-location"])
+        snapshots = tuple(
+            (int(s["snapshot-id"]), int(s["timestamp-ms"])) for s in data.get("metadata", {}).get("snapshots", [])
+        )
+        return TableRef(namespace, name, data["metadata-location"], snapshots)
 
     def load(self, namespace: str, name: str) -> dict[str, Any]:
         data = self._get(f"namespaces/{quote(namespace)}/tables/{quote(name)}")
@@ -140,6 +144,8 @@ class Lake:
         ``trades`` names the table the short name ``trades`` (used by sql/*.sql) stands for.
         """
         refs = [r for ns, name in self.catalog.identifiers() if (r := self.catalog.table(ns, name))]
+        scans = self._time_travel(refs, snapshot)
+        refs = [r for r in refs if r.identifier in scans]
         short: dict[str, list[TableRef]] = {}
         for ref in refs:
             short.setdefault(ref.name, []).append(ref)
@@ -148,7 +154,7 @@ class Lake:
             preferred = [r for r in candidates if r.namespace == DEFAULT_NAMESPACE]
             short[name] = preferred or candidates
         for ref in refs:
-            scan = self.scan_sql(ref, snapshot)
+            scan = scans[ref.identifier]
             self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ref.namespace}"')
             self.con.execute(f'CREATE OR REPLACE VIEW "{ref.namespace}"."{ref.name}" AS SELECT * FROM {scan}')
             if short[ref.name] == [ref]:
@@ -163,6 +169,33 @@ class Lake:
             )
         self.tables = refs
         return refs
+
+    def _time_travel(self, refs: list[TableRef], snapshot: dict[str, Any] | None) -> dict[str, str]:
+        """The scan of each table: current, at --snapshot (the table that has it), or --as-of a time
+        (tables with no snapshot by then did not exist yet and get no view)."""
+        snapshot_id = snapshot.get("snapshot_id") if snapshot else None
+        as_of = snapshot.get("as_of") if snapshot else None
+        if snapshot_id is not None:
+            owners = [r for r in refs if any(sid == int(snapshot_id) for sid, _ in r.snapshots)]
+            if not owners:
+                raise QueryError(
+                    f"no table has snapshot {snapshot_id}; list them with `k2 tables snapshots NAMESPACE.TABLE`"
+                )
+            return {r.identifier: self.scan_sql(r, snapshot if r in owners else None) for r in refs}
+        if as_of:
+            try:
+                moment = datetime.fromisoformat(str(as_of).replace("Z", "+00:00"))
+            except ValueError:
+                raise QueryError(f"--as-of {as_of!r} is not a time like 2026-11-27T12:00:00 (UTC)") from None
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            cutoff_ms = int(moment.timestamp() * 1000)
+            text = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            return {
+                r.identifier: self.scan_sql(r, {"as_of": text})
+                for r in refs
+                if any(ms <= cutoff_ms for _, ms in r.snapshots)
+            }
+        return {r.identifier: self.scan_sql(r) for r in refs}
 
     @staticmethod
     def scan_sql(ref: TableRef, snapshot: dict[str, Any] | None = None) -> str:

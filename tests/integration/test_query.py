@@ -197,6 +197,12 @@ def test_a_symbol_day_query_reads_only_that_partitions_files(
 
 def test_time_travel_returns_the_earlier_count(local_stack: LocalStack, small_files_table: dict[str, Any]) -> None:
     table = small_files_table["identifier"]
+    # Another table, created later, that has neither the snapshot nor any history at --as-of time.
+    catalog = rest_catalog(local_stack.catalog_uri)
+    other = f"{unique('q_other')}.trades"
+    apply_table(catalog, replace(load_table_specs()["market_data.trades"], identifier=other))
+    other_table = catalog.load_table(other)
+    other_table.append(arrow(make_trades(10, seed=32), other_table))
     now = local_stack.k2("query", f"select count(*) as n from {table}", "--format", "json")
     assert json.loads(now.stdout)[0]["n"] == len(small_files_table["trades"])
     then = local_stack.k2(
