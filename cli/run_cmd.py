@@ -147,12 +147,14 @@ def run(
             f"Producing: {len(events)} sample trades through the Binance stand-in (not Binance), which drops the "
             "connection halfway for a second: the producer reconnects and backfills the missed trades over REST"
         )
-        with BinanceStandIn(
-            events, rate=rate, script=Script(disconnect_at={len(events) // 2}, refuse_after_disconnect_s=1.0)
-        ) as server:
+        # The stand-in keeps trading after the sample (loop_tape), as Binance would: trades missed at the
+        # end of the sample then show up as a gap and are backfilled, instead of never being noticed.
+        script = Script(disconnect_at={len(events) // 2}, refuse_after_disconnect_s=1.0)
+        with BinanceStandIn(events, rate=rate, script=script, loop_tape=True) as server:
             options.ws_url, options.rest_url = server.ws_url, server.rest_url
             options.symbols = sorted({str(e["s"]) for e in events})
             options.max_messages = len(events)
+            options.duration = options.duration or len(events) / rate + 120  # a bound, never a hang
             summary = run_live(options, status)
     elif replay:
         _step(f"Producing: replaying {replay}")
