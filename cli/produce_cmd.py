@@ -39,7 +39,11 @@ def _symbols(value: str | None) -> list[str]:
 )
 @click.option("--topic", default=None, help="Trades topic.  [default: from schemas/topics.toml]")
 @click.option("--dlq-topic", default=None, help="Dead-letter topic.  [default: from schemas/topics.toml]")
-@click.option("--max-messages", type=click.IntRange(min=1), help="Stop after this many trades were sent.")
+@click.option(
+    "--max-messages",
+    type=click.IntRange(min=1),
+    help="Stop once this many trades were sent (trades held behind a gap then are still sent, never dropped).",
+)
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
 @click.option("--gap-timeout", type=float, default=30.0, show_default=True, help="Seconds a gap may wait for backfill.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
