@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -11,8 +10,8 @@ from typing import Any
 
 import click
 
-from k2.stack.manager import default_home, recorded_ports
-from k2.stack.services import Ports, urls
+from k2.stack.manager import default_home, stack_ports
+from k2.stack.services import urls
 
 from . import connect_cmd, ksql_cmd, produce_cmd, query_cmd, run_cmd, schemas_cmd, stack_cmd, tables_cmd, topics_cmd
 from .settings import Settings
@@ -22,10 +21,7 @@ ENV_PREFIX = "K2"
 
 def local_defaults(home: Path) -> dict[str, str]:
     """Client URLs of the local stack in ``home``: its recorded ports, else K2_*_PORT, else defaults."""
-    recorded = recorded_ports(home)
-    env_ports = {k: v for k, v in os.environ.items() if k in Ports.ENV.values()}
-    merged = {Ports.ENV[k]: str(v) for k, v in recorded.items()} | env_ports
-    local = urls(Ports.from_env(merged))
+    local = urls(stack_ports(home))
     return {
         "bootstrap_servers": local["kafka"],
         "registry_url": local["registry"],

@@ -71,17 +71,15 @@ def run(
     from k2.producer.app import ProduceOptions, run_live, run_replay
     from k2.schemas.contract import load_topics
     from k2.schemas.topics import apply_topics
-    from k2.stack.manager import Stack, default_cache, recorded_ports
-    from k2.stack.services import Context, Ports
+    from k2.stack.manager import Stack, default_cache, stack_ports
+    from k2.stack.services import Context
 
     from .connect_cmd import _settings_map
     from .produce_cmd import _symbols
 
     progress = Progress()
     _step("Local stack")
-    recorded = {Ports.ENV[k]: str(v) for k, v in recorded_ports(settings.home).items()}
-    env_ports = recorded | {k: v for k, v in os.environ.items() if k in Ports.ENV.values()}
-    stack = Stack(Context(settings.home, default_cache(), Ports.from_env(env_ports)))
+    stack = Stack(Context(settings.home, default_cache(), stack_ports(settings.home)))
     emit([s.as_dict() for s in stack.up(timeout, progress)], "table", ("service", "url", "state"))
 
     topics = load_topics()
@@ -173,8 +171,8 @@ def run(
     identifier = next(iter(load_table_specs()))
     deadline = time.monotonic() + timeout
     count = 0
+    lake = Lake(settings.catalog_uri)  # extensions load once; each poll only re-reads the catalog
     while True:
-        lake = Lake(settings.catalog_uri)
         lake.attach_tables()
         # This run's trades: the producer stamped each with ingest_time after started_ms.
         landed = lake.query(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import click
 
-from k2.stack.manager import Stack, default_cache, recorded_ports
+from k2.stack.manager import Stack, default_cache, stack_ports
 from k2.stack.services import SERVICE_NAMES, Context, Ports
 
 from .output import Progress, emit, format_option
@@ -22,9 +21,7 @@ STATUS_COLUMNS = ("service", "url", "state", "pid", "log")
 def _stack(
     settings: Settings, warehouse: str | None = None, s3_endpoint: str | None = None, **port_flags: int | None
 ) -> Stack:
-    recorded = {Ports.ENV[k]: str(v) for k, v in recorded_ports(settings.home).items()}
-    env = recorded | {k: v for k, v in os.environ.items() if k in Ports.ENV.values()}
-    ports = Ports.from_env(env, **port_flags)
+    ports = stack_ports(settings.home, **port_flags)
     context = Context(settings.home, default_cache(), ports, warehouse_uri=warehouse, s3_endpoint=s3_endpoint)
     return Stack(context)
 

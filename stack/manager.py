@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,6 +54,14 @@ def recorded_ports(home: Path) -> dict[str, int]:
     except (OSError, ValueError):
         return {}
     return {k: int(v) for k, v in data.items() if k in Ports.ENV}
+
+
+def stack_ports(home: Path, env: Mapping[str, str] | None = None, **flags: int | None) -> Ports:
+    """The stack's ports: flags over K2_*_PORT variables over the ports the last `up` recorded in
+    ``home`` over the defaults, so `status`, `down` and every client agree with how it was started."""
+    env = os.environ if env is None else env
+    recorded = {Ports.ENV[k]: str(v) for k, v in recorded_ports(home).items()}
+    return Ports.from_env(recorded | {k: v for k, v in env.items() if k in Ports.ENV.values()}, **flags)
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:
