@@ -1,11 +1,12 @@
 """DuckDB over the REST catalog's Iceberg tables, offline.
 
 Path chosen: the catalog's REST API gives each table's current ``metadata-location``; DuckDB's iceberg
-extension scans that metadata file directly (``iceberg_scan``), so filters on symbol and trade_time prune
-partitions and files inside DuckDB. pyiceberg stays off this path (about a second to import, and
-converting its scans to Arrow first was measured 3-10x slower). The extensions come from the PyPI
-packages pinned beside DuckDB and are loaded by file path with auto-install and auto-load off, so
-nothing is ever downloaded.
+extension reads that metadata once per session and lists the snapshot's data files with their bounds
+(planner.py), and statements read those Parquet files with ``read_parquet``, pruned by symbol and time
+through the plan. Tables the plan does not cover (delete files, schema evolution) are read with
+``iceberg_scan``. pyiceberg stays off this path (about a second to import, and converting its scans to
+Arrow first was measured 3-10x slower). The extensions come from the PyPI packages pinned beside DuckDB
+and are loaded by file path with auto-install and auto-load off, so nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from pathlib import Path
@@ -25,6 +26,7 @@ import pyarrow as pa
 import requests
 
 from .exceptions import QueryError
+from .planner import ScanPlan, iceberg_scan, mentions, plan_scan
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 EIGHT_PLACES = Decimal("0.00000001")
@@ -51,6 +53,7 @@ class TableRef:
     name: str
     metadata_location: str
     snapshots: tuple[tuple[int, int], ...] = ()  # (snapshot id, committed at epoch ms)
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def identifier(self) -> str:
@@ -92,7 +95,7 @@ class Catalog:
         snapshots = tuple(
             (int(s["snapshot-id"]), int(s["timestamp-ms"])) for s in data.get("metadata", {}).get("snapshots", [])
         )
-        return TableRef(namespace, name, data["metadata-location"], snapshots)
+        return TableRef(namespace, name, data["metadata-location"], snapshots, data.get("metadata", {}))
 
     def load(self, namespace: str, name: str) -> dict[str, Any]:
         data = self._get(f"namespaces/{quote(namespace)}/tables/{quote(name)}")
@@ -120,6 +123,9 @@ class Lake:
         self.con.execute("SET TimeZone = 'UTC'")
         self._configure_s3(os.environ)
         self.tables: list[TableRef] = []
+        self._plans: dict[tuple[str, int | None], ScanPlan] = {}
+        self._views: dict[str, tuple[str, ScanPlan]] = {}  # view -> (table name as written in SQL, plan)
+        self._shapes: dict[str, str] = {}  # view name -> relation it selects from now
 
     def _configure_s3(self, env: Mapping[str, str]) -> None:
         """An S3 secret from the standard AWS_* variables and K2_S3_ENDPOINT (MinIO, S3Proxy, moto).
@@ -141,11 +147,12 @@ class Lake:
     def attach_tables(self, snapshot: dict[str, Any] | None = None, trades: str | None = None) -> list[TableRef]:
         """Create one view per catalog table (current snapshot, or as of a snapshot / timestamp).
 
-        ``trades`` names the table the short name ``trades`` (used by sql/*.sql) stands for.
+        ``trades`` names the table the short name ``trades`` (used by sql/*.sql) stands for. Each table's
+        scan is planned once per metadata version and snapshot (see planner.py) and reused by every statement.
         """
         refs = [r for ns, name in self.catalog.identifiers() if (r := self.catalog.table(ns, name))]
-        scans = self._time_travel(refs, snapshot)
-        refs = [r for r in refs if r.identifier in scans]
+        chosen = self._time_travel(refs, snapshot)
+        refs = [r for r in refs if r.identifier in chosen]
         short: dict[str, list[TableRef]] = {}
         for ref in refs:
             short.setdefault(ref.name, []).append(ref)
@@ -153,35 +160,55 @@ class Lake:
             # A short name is the table of that name in the default namespace, else the only one.
             preferred = [r for r in candidates if r.namespace == DEFAULT_NAMESPACE]
             short[name] = preferred or candidates
+        if trades and not any(r.identifier == trades for r in refs):
+            names = ", ".join(r.identifier for r in refs) or "none"
+            raise QueryError(f"no table {trades} in the catalog; tables: {names}")
+        self._views = {}
         for ref in refs:
-            scan = scans[ref.identifier]
+            plan = self.plan(ref, chosen[ref.identifier])
             self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ref.namespace}"')
-            self.con.execute(f'CREATE OR REPLACE VIEW "{ref.namespace}"."{ref.name}" AS SELECT * FROM {scan}')
-            if short[ref.name] == [ref]:
-                self.con.execute(f'CREATE OR REPLACE VIEW main."{ref.name}" AS SELECT * FROM {scan}')
-        if trades:
-            chosen = [r for r in refs if r.identifier == trades]
-            if not chosen:
-                names = ", ".join(r.identifier for r in refs) or "none"
-                raise QueryError(f"no table {trades} in the catalog; tables: {names}")
-            self.con.execute(
-                f"CREATE OR REPLACE VIEW main.trades AS SELECT * FROM {self.scan_sql(chosen[0], snapshot)}"
-            )
+            self._views[f'"{ref.namespace}"."{ref.name}"'] = (ref.name, plan)
+            if short[ref.name] == [ref] and not (trades and ref.name == "trades"):
+                self._views[f'main."{ref.name}"'] = (ref.name, plan)
+            if ref.identifier == trades:
+                self._views["main.trades"] = ("trades", plan)
+        self._shapes = {}
+        self._shape_views("")
         self.tables = refs
         return refs
 
-    def _time_travel(self, refs: list[TableRef], snapshot: dict[str, Any] | None) -> dict[str, str]:
-        """The scan of each table: current, at --snapshot (the table that has it), or --as-of a time
-        (tables with no snapshot by then did not exist yet and get no view)."""
+    def plan(self, ref: TableRef, snapshot_id: int | None = None) -> ScanPlan:
+        """The table's scan plan for a snapshot (None: current), planned once per metadata file and snapshot."""
+        key = (ref.metadata_location, snapshot_id)
+        if key not in self._plans:
+            try:
+                self._plans[key] = plan_scan(self.con, ref.metadata_location, ref.metadata, snapshot_id)
+            except duckdb.Error as exc:
+                raise QueryError(f"cannot plan {ref.identifier}: {str(exc).splitlines()[0]}") from exc
+        return self._plans[key]
+
+    def _shape_views(self, sql: str) -> None:
+        """Point each view at the shape of its plan that suits this statement (planner.ScanPlan.relation)."""
+        for view, (name, plan) in self._views.items():
+            if view in self._shapes and not mentions(sql, name):
+                continue  # a view the statement does not read keeps its shape
+            relation = plan.relation(sql)
+            if self._shapes.get(view) != relation:
+                self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {relation}")
+                self._shapes[view] = relation
+
+    def _time_travel(self, refs: list[TableRef], snapshot: dict[str, Any] | None) -> dict[str, int | None]:
+        """The snapshot each table is read at (None: current): --snapshot for the table that has it, or the
+        newest snapshot committed by --as-of (tables with none by then did not exist yet and get no view)."""
         snapshot_id = snapshot.get("snapshot_id") if snapshot else None
         as_of = snapshot.get("as_of") if snapshot else None
         if snapshot_id is not None:
-            owners = [r for r in refs if any(sid == int(snapshot_id) for sid, _ in r.snapshots)]
+            owners = {r.identifier for r in refs if any(sid == int(snapshot_id) for sid, _ in r.snapshots)}
             if not owners:
                 raise QueryError(
                     f"no table has snapshot {snapshot_id}; list them with `k2 tables snapshots NAMESPACE.TABLE`"
                 )
-            return {r.identifier: self.scan_sql(r, snapshot if r in owners else None) for r in refs}
+            return {r.identifier: int(snapshot_id) if r.identifier in owners else None for r in refs}
         if as_of:
             try:
                 moment = datetime.fromisoformat(str(as_of).replace("Z", "+00:00"))
@@ -189,28 +216,24 @@ class Lake:
                 raise QueryError(f"--as-of {as_of!r} is not a time like 2026-11-27T12:00:00 (UTC)") from None
             moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
             cutoff_ms = int(moment.timestamp() * 1000)
-            text = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-            return {
-                r.identifier: self.scan_sql(r, {"as_of": text})
-                for r in refs
-                if any(ms <= cutoff_ms for _, ms in r.snapshots)
-            }
-        return {r.identifier: self.scan_sql(r) for r in refs}
+            chosen: dict[str, int | None] = {}
+            for ref in refs:
+                committed = [(ms, sid) for sid, ms in ref.snapshots if ms <= cutoff_ms]
+                if committed:
+                    chosen[ref.identifier] = max(committed)[1]
+            return chosen
+        return {r.identifier: None for r in refs}
 
     @staticmethod
-    def scan_sql(ref: TableRef, snapshot: dict[str, Any] | None = None) -> str:
-        location = ref.metadata_location.replace("'", "''")
-        options = ""
-        if snapshot and snapshot.get("snapshot_id") is not None:
-            options = f", snapshot_from_id => {int(snapshot['snapshot_id'])}"
-        elif snapshot and snapshot.get("as_of"):
-            options = f", snapshot_from_timestamp => TIMESTAMP '{snapshot['as_of']}'"
-        return f"iceberg_scan('{location}'{options})"
+    def scan_sql(ref: TableRef) -> str:
+        """An iceberg_scan of the table's current snapshot: metadata read in each statement, no plan to keep."""
+        return iceberg_scan(ref.metadata_location, None)
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
         if WRITES.match(sql):
             raise QueryError("k2 query is read-only: statements that write or change settings are refused")
         try:
+            self._shape_views(sql)
             result = self.con.execute(sql, parameters or {})
             return result.to_arrow_table()
         except duckdb.CatalogException as exc:
