@@ -2,9 +2,12 @@
 
 A table of --trades trades over several symbols and days is written the way the sink writes it: many
 small appends in time order (one file per partition touched per append). Four queries run through the
-`k2 query` engine (DuckDB iceberg_scan over the catalog's metadata), and the same four run with DuckDB
+`k2 query` engine (a scan plan per session, query/planner.py), and the same four run with DuckDB
 `read_parquet` over exactly the table's current data files (the floor: no metadata work at all). Then
 `k2 tables maintain` compacts, and both are measured again. Medians of --repeat runs each.
+
+The plan is made once per `k2` invocation, before the first statement; its cost is printed on its own
+line, beside what DuckDB's iceberg_scan spends on metadata in every statement (its `SELECT ... LIMIT 0`).
 
     python benchmarks/query_speed.py --trades 5000000 --appends 500
 """
@@ -82,6 +85,20 @@ def median_time(run: Any, repeat: int) -> float:
     return statistics.median(samples)
 
 
+def planning(catalog_uri: str, identifier: str, repeat: int) -> tuple[float, float]:
+    """Median seconds to plan the table's scan, and iceberg_scan's metadata time in each statement."""
+    from k2.query.engine import Lake
+    from k2.query.planner import plan_scan
+
+    lake = Lake(catalog_uri)
+    namespace, name = identifier.split(".")
+    ref = lake.catalog.table(namespace, name)
+    assert ref is not None
+    plan = median_time(lambda: plan_scan(lake.con, ref.metadata_location, ref.metadata, None), repeat)
+    metadata = median_time(lambda: lake.con.execute(f"SELECT * FROM {lake.scan_sql(ref)} LIMIT 0").fetchall(), repeat)
+    return plan, metadata
+
+
 def measure(catalog_uri: str, identifier: str, repeat: int) -> dict[str, tuple[float, float]]:
     import duckdb
 
@@ -133,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  appended {index + 1}/{args.appends} ({time.monotonic() - started:.0f}s)", file=sys.stderr)
     files_before = catalog.load_table(identifier).inspect.files().num_rows
     before = measure(args.catalog_uri, identifier, args.repeat)
+    plan_before = planning(args.catalog_uri, identifier, args.repeat)
     today = (START + timedelta(days=DAYS + 1)).date()  # every written day counts as finished
     report = maintain(catalog, identifier, today=today, retain=timedelta(0), orphan_age=timedelta(0))
     after = measure(args.catalog_uri, identifier, args.repeat)
+    plan_after = planning(args.catalog_uri, identifier, args.repeat)
     print(
         f"{args.trades:,} trades, {len(SYMBOLS)} symbols, {DAYS} days, {args.appends} appends: "
         f"{files_before:,} data files before maintain, {report.data_files_after:,} after "
@@ -148,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<28} {b_ours:>10.3f}s {b_floor:>7.3f}s {b_ours / b_floor:>5.2f}x   "
             f"{a_ours:>9.3f}s {a_floor:>7.3f}s {a_ours / a_floor:>5.2f}x"
         )
+    print(
+        f"{'plan, once per k2 run':<28} {plan_before[0]:>10.3f}s {'':>8} {'':>6}   {plan_after[0]:>9.3f}s\n"
+        f"{'iceberg_scan metadata/stmt':<28} {plan_before[1]:>10.3f}s {'':>8} {'':>6}   {plan_after[1]:>9.3f}s"
+    )
     catalog.purge_table(identifier)
     catalog.drop_namespace(identifier.split(".")[0])
     return 0

@@ -124,7 +124,8 @@ class Lake:
         self._configure_s3(os.environ)
         self.tables: list[TableRef] = []
         self._plans: dict[tuple[str, int | None], ScanPlan] = {}
-        self._views: dict[str, tuple[str, ScanPlan]] = {}  # view -> (table name as written in SQL, plan)
+        # view -> (the words a statement that reads it contains, table, snapshot id or None for current)
+        self._views: dict[str, tuple[tuple[str, ...], TableRef, int | None]] = {}
         self._shapes: dict[str, str] = {}  # view name -> relation it selects from now
 
     def _configure_s3(self, env: Mapping[str, str]) -> None:
@@ -163,17 +164,17 @@ class Lake:
         if trades and not any(r.identifier == trades for r in refs):
             names = ", ".join(r.identifier for r in refs) or "none"
             raise QueryError(f"no table {trades} in the catalog; tables: {names}")
-        self._views = {}
+        for view in self._shapes:
+            self.con.execute(f"DROP VIEW IF EXISTS {view}")
+        self._views, self._shapes = {}, {}
         for ref in refs:
-            plan = self.plan(ref, chosen[ref.identifier])
             self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ref.namespace}"')
-            self._views[f'"{ref.namespace}"."{ref.name}"'] = (ref.name, plan)
+            read_at = (ref, chosen[ref.identifier])
+            self._views[f'"{ref.namespace}"."{ref.name}"'] = ((ref.namespace, ref.name), *read_at)
             if short[ref.name] == [ref] and not (trades and ref.name == "trades"):
-                self._views[f'main."{ref.name}"'] = (ref.name, plan)
+                self._views[f'main."{ref.name}"'] = ((ref.name,), *read_at)
             if ref.identifier == trades:
-                self._views["main.trades"] = ("trades", plan)
-        self._shapes = {}
-        self._shape_views("")
+                self._views["main.trades"] = (("trades",), *read_at)
         self.tables = refs
         return refs
 
@@ -188,11 +189,15 @@ class Lake:
         return self._plans[key]
 
     def _shape_views(self, sql: str) -> None:
-        """Point each view at the shape of its plan that suits this statement (planner.ScanPlan.relation)."""
-        for view, (name, plan) in self._views.items():
-            if view in self._shapes and not mentions(sql, name):
-                continue  # a view the statement does not read keeps its shape
-            relation = plan.relation(sql)
+        """Create the views this statement names (all of them when it names none, e.g. SHOW TABLES), each
+        pointing at the shape of its table's plan that suits the statement (planner.ScanPlan.relation).
+
+        Planning is what costs: tables a statement does not name are not planned for it.
+        """
+        named = [view for view, (words, _, _) in self._views.items() if all(mentions(sql, w) for w in words)]
+        for view in named or list(self._views):
+            _, ref, snapshot_id = self._views[view]
+            relation = self.plan(ref, snapshot_id).relation(sql)
             if self._shapes.get(view) != relation:
                 self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {relation}")
                 self._shapes[view] = relation

@@ -2,24 +2,26 @@
 
 DuckDB's ``iceberg_scan`` reads the table's metadata (metadata.json, manifest list, manifests) again in every
 statement: about 10 ms on a compacted table and 60 ms or more on a streaming table of 2,000 small files, before a
-single row is read. A plan lists the snapshot's live data files and their column bounds once, through the iceberg
-extension's own manifest readers (``iceberg_metadata``, ``iceberg_column_stats``), and every later statement of
-the session reads those files directly. A session therefore reads one consistent snapshot.
+single row is read. A plan reads the snapshot's manifest list and manifests once (DuckDB's ``read_avro``, the
+reader the iceberg extension itself uses) and keeps each live data file with its partition; every later
+statement of the session reads those files directly. A session therefore reads one consistent snapshot.
 
 The same files are offered in two shapes, chosen per statement. They return identical rows, so a poor choice
 costs time, never correctness:
 
-- whole: one ``read_parquet`` over every file. When every file's hive-style path agrees with the file's own
-  bounds, identity partitions (``symbol=ETHUSDT/``) are read from the path: DuckDB then skips other symbols'
-  files without opening them and answers per-symbol aggregates from footers.
+- whole: one ``read_parquet`` over every file. When every file's hive-style path spells its identity partition
+  exactly (``symbol=ETHUSDT/``), the value is read from the path: DuckDB then skips other symbols' files
+  without opening them and answers per-symbol aggregates from footers.
 - pruned: ``UNION ALL`` of one ``read_parquet`` per partition (at most MAX_BRANCHES; neighbours are merged
-  beyond), each guarded by its files' bounds, e.g. ``symbol BETWEEN 'ETHUSDT' AND 'ETHUSDT' AND trade_time
-  BETWEEN ... AND ...``. DuckDB's optimizer drops every branch a statement's filters contradict before any file
-  is opened, so a symbol-day query opens only that partition's files. Chosen when a statement names a column
-  that a time partition is derived from (``trade_time`` for ``day(trade_time)``): only then can it prune by time.
+  beyond), each guarded by what its partition means, e.g. ``symbol = 'ETHUSDT' AND trade_time >=
+  '2026-11-05 00:00:00+00' AND trade_time < '2026-11-06 00:00:00+00'`` for day(trade_time), identity(symbol).
+  DuckDB's optimizer drops every branch a statement's filters contradict before any file is opened, so a
+  symbol-day query opens only that partition's files. Chosen when a statement names a column a time
+  partition is derived from (``trade_time``): only then can it prune by time.
 
 Tables this does not cover keep ``iceberg_scan`` (see ``ScanPlan.fallback``): delete files, more than one schema or
-partition spec, non-Parquet data files, an empty snapshot, or files whose columns do not match the schema.
+partition spec, format versions other than 2, non-Parquet data files, an empty snapshot, or files whose columns
+do not match the schema.
 """
 
 from __future__ import annotations
@@ -27,16 +29,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 MAX_BRANCHES = 64  # each branch costs ~0.4 ms of binding per statement (measured with 20..2,000 branches)
-# Transforms whose partitions are ranges of the source column; the prefix of DuckDB's UTC rendering
-# (2026-11-05 13:..) that names the partition, used only to group files.
-TIME_PREFIX = {"year": 4, "month": 7, "day": 10, "hour": 13}
-BOUNDED_TYPES = {"VARCHAR", "DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "INTEGER", "BIGINT"}
 PRIMITIVES = {
     "boolean": "BOOLEAN",
     "int": "INTEGER",
@@ -121,192 +119,214 @@ def plan_scan(
         return ScanPlan(whole=fallback, pruned=fallback, fallback=reason)
 
     chosen = snapshot_id if snapshot_id is not None else metadata.get("current-snapshot-id")
-    if chosen is None or int(chosen) < 0:
+    snapshot = next(
+        (s for s in metadata.get("snapshots", []) if chosen is not None and s["snapshot-id"] == chosen), None
+    )
+    if snapshot is None:
         return keep("the table has no snapshot yet")
+    if metadata.get("format-version") != 2:
+        return keep(f"format version {metadata.get('format-version')} (planned: 2)")
     if len(metadata.get("schemas", [])) != 1 or len(metadata.get("partition-specs", [])) != 1:
         return keep("the table has more than one schema or partition spec")
     schema = metadata["schemas"][0]
-    columns = [field["name"] for field in schema["fields"]]
-    snapshot_arg = f", snapshot_from_id => {int(chosen)}"
-    location = quote_literal(metadata_location)
-    listing = con.execute(
-        f"SELECT file_path, manifest_content, file_format FROM iceberg_metadata({location}{snapshot_arg}) "
-        "WHERE status <> 'DELETED'"
-    ).fetchall()
-    if not listing:
-        return keep("the snapshot has no data files")
-    if any(content != "DATA" for _, content, _ in listing):
-        return keep("the snapshot has delete files")
-    if any(str(fmt).upper() != "PARQUET" for _, _, fmt in listing):
-        return keep("the snapshot has data files that are not Parquet")
-    files = sorted({path for path, _, _ in listing})
-
     by_id = {field["id"]: field for field in schema["fields"]}
-    partition_fields = []  # (partition field name, source column, transform)
-    for field in metadata["partition-specs"][0].get("fields", []):
-        source = by_id.get(field["source-id"])
-        if source is not None:
-            partition_fields.append((field["name"], source["name"], field["transform"]))
-    bounded = sorted({src for _, src, t in partition_fields if t == "identity" or t in TIME_PREFIX})
-    bounds = _bounds(con, location + snapshot_arg, bounded)
-    hive = _hive_options(files, partition_fields, bounds)
+    fields = [
+        PartitionField(f["name"], by_id[f["source-id"]]["name"], by_id[f["source-id"]]["type"], f["transform"])
+        for f in metadata["partition-specs"][0].get("fields", [])
+        if f["source-id"] in by_id
+    ]
+    manifests = con.execute(
+        f"SELECT manifest_path, content FROM read_avro({quote_literal(snapshot['manifest-list'])})"
+    ).fetchall()
+    if any(content != 0 for _, content in manifests):
+        return keep("the snapshot has delete files")
+    if not manifests:
+        return keep("the snapshot has no data files")
+    listed = ", ".join(quote_literal(path) for path, _ in manifests)
+    partition = ", data_file.partition" if fields else ""
+    entries = con.execute(
+        f"SELECT data_file.file_path, data_file.file_format, data_file.content{partition} "
+        f"FROM read_avro([{listed}]) WHERE status <> 2"  # 2 = DELETED; ADDED and EXISTING are live
+    ).fetchall()
+    if not entries:
+        return keep("the snapshot has no data files")
+    if any(row[2] != 0 for row in entries):
+        return keep("the snapshot has delete files")
+    if any(str(row[1]).upper() != "PARQUET" for row in entries):
+        return keep("the snapshot has data files that are not Parquet")
+    files = {row[0]: tuple((row[3] or {}).get(f.name) for f in fields) if fields else () for row in entries}
+
+    columns = [field["name"] for field in schema["fields"]]
     projection = ", ".join(quote_ident(c) for c in columns)
+    hive = _hive_options(files, fields)
 
     def scan(paths: list[str]) -> str:
-        listed = ", ".join(quote_literal(_local(p)) for p in paths)
-        return f"SELECT {projection} FROM read_parquet([{listed}]{hive})"
+        names = ", ".join(quote_literal(_local(p)) for p in paths)
+        return f"SELECT {projection} FROM read_parquet([{names}]{hive})"
 
-    whole = f"({scan(files)})"
-    expected = [(field["name"], duckdb_type(field["type"])) for field in schema["fields"]]
+    first = next(iter(files))
     try:
-        described = con.execute(f"DESCRIBE {whole}").fetchall()
+        described = con.execute(f"DESCRIBE {scan([first])}").fetchall()
     except duckdb.Error as exc:
-        return keep(f"its data files cannot be read as one relation ({str(exc).splitlines()[0]})")
-    actual = [(name, kind) for name, kind, *_ in described]
-    if [name for name, _ in actual] != columns or any(
-        want is not None and want != kind for (_, kind), (_, want) in zip(actual, expected, strict=True)
+        return keep(f"its data files cannot be read as Parquet ({str(exc).splitlines()[0]})")
+    expected = [duckdb_type(field["type"]) for field in schema["fields"]]
+    if [row[0] for row in described] != columns or any(
+        want is not None and want != row[1] for row, want in zip(described, expected, strict=True)
     ):
         return keep("its data files' columns differ from the table schema")
 
-    ranges = frozenset(src for _, src, t in partition_fields if t in TIME_PREFIX)
-    groups = _groups(files, partition_fields, bounds)
+    whole = f"({scan(sorted(files))})"
+    ranges = frozenset(f.source for f in fields if f.transform in TIME_UNITS)
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for path, values in files.items():
+        groups.setdefault(values, []).append(path)
     if not ranges or len(groups) < 2:
         return ScanPlan(whole=whole, pruned=whole, files=len(files), branches=1)
-    guards = _guards(con, groups, bounded, bounds)
-    branches = []
-    for paths, guard in zip(groups, guards, strict=True):
-        branches.append(scan(paths) + (f" WHERE {guard}" if guard else ""))
+    branches = [
+        scan(sorted(paths)) + (f" WHERE {guard}" if (guard := _guard(fields, keys)) else "")
+        for keys, paths in _merged(fields, groups)
+    ]
     pruned = "(" + "\nUNION ALL\n".join(branches) + ")"
     return ScanPlan(whole=whole, pruned=pruned, range_columns=ranges, files=len(files), branches=len(branches))
 
 
-Bounds = dict[str, dict[str, tuple[str | None, str | None, bool, str]]]  # file -> column -> (lo, hi, exact, type)
+@dataclass(frozen=True)
+class PartitionField:
+    name: str  # the partition field (and hive path key), e.g. trade_day
+    source: str  # the column it derives from, e.g. trade_time
+    source_type: Any  # Iceberg type of that column
+    transform: str  # identity, day, hour, month, year, bucket[N], truncate[W], void
 
 
-def _bounds(con: duckdb.DuckDBPyConnection, arguments: str, columns: list[str]) -> Bounds:
-    """Each live file's lower/upper bound of the partition source columns, as the manifests record them.
+def _hive_options(files: Mapping[str, tuple[Any, ...]], fields: list[PartitionField]) -> str:
+    """Read identity partitions from the paths only when every path spells each value exactly.
 
-    ``exact`` is False when the file may hold nulls there, or when the column name is ambiguous (a nested field
-    of the same name): such a file's bounds guard nothing.
+    Iceberg URL-encodes partition values in paths; a value with '%', '+' or '/', a non-string identity, or a
+    directory of another key=value shape turns path reading off, and every column comes from the files.
     """
-    found: Bounds = {}
-    if not columns:
-        return found
-    names = ", ".join(quote_literal(c) for c in columns)
-    rows = con.execute(
-        "SELECT file_path, column_name, column_type, lower_bound, upper_bound, null_value_count "
-        f"FROM iceberg_column_stats({arguments}) WHERE status <> 'DELETED' AND column_name IN ({names})"
-    ).fetchall()
-    for path, column, kind, low, high, nulls in rows:
-        per_file = found.setdefault(path, {})
-        exact = nulls == 0 and low is not None and high is not None and column not in per_file
-        per_file[column] = (low, high, exact, kind)
-    return found
-
-
-def _hive_options(files: list[str], partition_fields: list[tuple[str, str, str]], bounds: Bounds) -> str:
-    """Read identity partitions from the paths only when every path says exactly what the file's bounds say.
-
-    Iceberg URL-encodes partition values in paths; a value with '%', '+' or '/' (or any disagreement, or a
-    directory of another key=value shape) turns the path reading off, and the columns come from the files.
-    """
-    if not partition_fields:
-        return ", hive_partitioning = false"
-    keys = {name for name, _, _ in partition_fields}
-    for path in files:
+    off = ", hive_partitioning = false"
+    if not fields:
+        return off
+    keys = {f.name for f in fields}
+    for path, values in files.items():
         segments = dict(part.split("=", 1) for part in path.split("/")[:-1] if "=" in part)
         if set(segments) != keys:
-            return ", hive_partitioning = false"
-        for name, source, transform in partition_fields:
-            if transform != "identity":
+            return off
+        for field, value in zip(fields, values, strict=True):
+            if field.transform != "identity":
                 continue
-            low, high, exact, kind = bounds.get(path, {}).get(source, (None, None, False, ""))
-            value = segments[name]
-            if kind != "VARCHAR" or not exact or low != high or value != low or any(c in value for c in "%+/"):
-                return ", hive_partitioning = false"
+            if not isinstance(value, str) or segments[field.name] != value or any(c in value for c in "%+/"):
+                return off
     types = ", ".join(f"{quote_literal(name)}: 'VARCHAR'" for name in sorted(keys))
     return f", hive_partitioning = true, hive_types = {{{types}}}"
 
 
-def _groups(files: list[str], partition_fields: list[tuple[str, str, str]], bounds: Bounds) -> list[list[str]]:
-    """Files grouped by partition (taken from their bounds), at most MAX_BRANCHES groups.
+# Time transforms: the partition value as the start of its range, and the range's width.
+TIME_UNITS = {"year", "month", "day", "hour"}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-    Grouping only decides how tight each branch's guard is; the guard itself always comes from the files'
-    bounds, so no grouping can hide a row.
-    """
-    keyed: dict[tuple[str, ...], list[str]] = {}
-    for path in files:
-        key = []
-        for _, source, transform in partition_fields:
-            low, high, exact, _ = bounds.get(path, {}).get(source, (None, None, False, ""))
-            width = TIME_PREFIX.get(transform)
-            if not exact or low is None or high is None:
-                part = ""
-            elif transform == "identity":
-                part = low if low == high else ""
-            elif width is not None:
-                part = low[:width] if low[:width] == high[:width] else ""
-            else:
-                part = ""
-            key.append(part)
-        # identity parts first, so merged neighbours share a symbol and span adjacent days
-        order = [k for (_, _, t), k in zip(partition_fields, key, strict=True) if t == "identity"]
-        order += [k for (_, _, t), k in zip(partition_fields, key, strict=True) if t != "identity"]
-        keyed.setdefault(tuple(order), []).append(path)
-    ordered = [keyed[k] for k in sorted(keyed)]
-    if len(ordered) <= MAX_BRANCHES:
-        return ordered
-    merged: list[list[str]] = []
+
+def _time_range(transform: str, value: Any) -> tuple[datetime, datetime] | None:
+    """[start, end) in UTC of a year/month/day/hour partition value, as Iceberg defines them from 1970."""
+    if isinstance(value, date) and not isinstance(value, datetime) and transform == "day":
+        start = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return start, start + timedelta(days=1)
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    if transform == "day":
+        start = EPOCH + timedelta(days=value)
+        return start, start + timedelta(days=1)
+    if transform == "hour":
+        start = EPOCH + timedelta(hours=value)
+        return start, start + timedelta(hours=1)
+    if transform in ("month", "year"):
+        months = value if transform == "month" else value * 12
+        start = datetime(1970 + months // 12, months % 12 + 1, 1, tzinfo=UTC)
+        later = months + (1 if transform == "month" else 12)
+        return start, datetime(1970 + later // 12, later % 12 + 1, 1, tzinfo=UTC)
+    return None
+
+
+Span = tuple[Any, Any, bool]  # (low, high, high is exclusive) for one source column; None when unbounded
+
+
+def _spans(fields: list[PartitionField], values: tuple[Any, ...]) -> dict[str, Span | None]:
+    """What one partition says about each source column."""
+    spans: dict[str, Span | None] = {}
+    for field, value in zip(fields, values, strict=True):
+        span: Span | None = None
+        exact = isinstance(value, str | int | date) and not isinstance(value, bool | datetime)
+        if field.transform == "identity" and exact:
+            span = (value, value, False)
+        elif field.transform in TIME_UNITS and field.source_type in ("timestamptz", "timestamp", "date"):
+            window = _time_range(field.transform, value)
+            if window is not None:
+                span = (window[0], window[1], True)
+        if field.source in spans:  # two partition fields on one column: keep only the first's bound
+            continue
+        spans[field.source] = span
+    return spans
+
+
+def _merged(
+    fields: list[PartitionField], groups: dict[tuple[Any, ...], list[str]]
+) -> list[tuple[dict[str, Span | None], list[str]]]:
+    """Each branch's bounds and files: one branch per partition, or MAX_BRANCHES runs of neighbouring partitions
+    (ordered by identity values first, so a run shares a symbol and spans adjacent days) with their outer bounds."""
+    identity_first = sorted(range(len(fields)), key=lambda i: fields[i].transform != "identity")
+    order = sorted(
+        groups,
+        key=lambda values: [
+            (values[i] is None, type(values[i]).__name__, values[i] if values[i] is not None else 0)
+            for i in identity_first
+        ],
+    )
+    if len(order) <= MAX_BRANCHES:
+        return [(_spans(fields, values), groups[values]) for values in order]
+    branches = []
     for index in range(MAX_BRANCHES):
-        chunk = ordered[index * len(ordered) // MAX_BRANCHES : (index + 1) * len(ordered) // MAX_BRANCHES]
-        merged.append([path for group in chunk for path in group])
-    return merged
-
-
-def _guards(con: duckdb.DuckDBPyConnection, groups: list[list[str]], columns: list[str], bounds: Bounds) -> list[str]:
-    """Per group, ``column BETWEEN lo AND hi`` for each column every file of the group bounds exactly.
-
-    The minimum and maximum are taken by DuckDB over the typed values (not the strings), and written back
-    as typed literals in DuckDB's own rendering.
-    """
-    rows: dict[str, list[Any]] = {"branch": [], "column_name": [], "low": [], "high": []}
-    usable: dict[tuple[int, str], str] = {}
-    for branch, paths in enumerate(groups):
-        for column in columns:
-            entries = [bounds.get(path, {}).get(column) for path in paths]
-            kinds = {entry[3] for entry in entries if entry}
-            if any(entry is None or not entry[2] for entry in entries) or len(kinds) != 1:
+        run = order[index * len(order) // MAX_BRANCHES : (index + 1) * len(order) // MAX_BRANCHES]
+        spans = [_spans(fields, values) for values in run]
+        outer: dict[str, Span | None] = {}
+        for column in spans[0]:
+            parts = [span[column] for span in spans]
+            bounded = [part for part in parts if part is not None]
+            if len(bounded) != len(parts) or len({type(part[0]) for part in bounded}) != 1:
+                outer[column] = None  # a partition without a bound on it, or values of mixed types
                 continue
-            kind = kinds.pop()
-            if kind not in BOUNDED_TYPES:
-                continue
-            usable[(branch, column)] = kind
-            for entry in entries:
-                assert entry is not None
-                rows["branch"].append(branch)
-                rows["column_name"].append(column)
-                rows["low"].append(entry[0])
-                rows["high"].append(entry[1])
-    clauses: list[list[str]] = [[] for _ in groups]
-    if not usable:
-        return ["" for _ in groups]
-    con.register("k2_plan_bounds", pa.table(rows))
-    try:
-        for kind in sorted(set(usable.values())):
-            of_kind = sorted({column for (_, column), k in usable.items() if k == kind})
-            for branch, column, low, high, complete in con.execute(
-                f"SELECT branch, column_name, min(TRY_CAST(low AS {kind}))::VARCHAR, "
-                f"max(TRY_CAST(high AS {kind}))::VARCHAR, "
-                f"bool_and(TRY_CAST(low AS {kind}) IS NOT NULL AND TRY_CAST(high AS {kind}) IS NOT NULL) "
-                f"FROM k2_plan_bounds WHERE column_name IN ({', '.join(quote_literal(c) for c in of_kind)}) "
-                "GROUP BY ALL ORDER BY ALL"
-            ).fetchall():
-                if usable.get((branch, column)) != kind or not complete:
-                    continue
-                clauses[branch].append(
-                    f"{quote_ident(column)} BETWEEN CAST({quote_literal(low)} AS {kind}) "
-                    f"AND CAST({quote_literal(high)} AS {kind})"
-                )
-    finally:
-        con.unregister("k2_plan_bounds")
-    return [" AND ".join(clause) for clause in clauses]
+            outer[column] = (min(p[0] for p in bounded), max(p[1] for p in bounded), bounded[0][2])
+        branches.append((outer, [path for values in run for path in groups[values]]))
+    return branches
+
+
+def _literal(value: Any, source_type: Any) -> str:
+    if isinstance(value, datetime):
+        if source_type == "timestamp":
+            return f"CAST({quote_literal(value.strftime('%Y-%m-%d %H:%M:%S'))} AS TIMESTAMP)"
+        if source_type == "date":
+            return f"CAST({quote_literal(value.strftime('%Y-%m-%d'))} AS DATE)"
+        return f"CAST({quote_literal(value.strftime('%Y-%m-%d %H:%M:%S+00'))} AS TIMESTAMP WITH TIME ZONE)"
+    if isinstance(value, date):
+        return f"CAST({quote_literal(value.isoformat())} AS DATE)"
+    if isinstance(value, int):
+        return str(value)
+    return quote_literal(str(value))
+
+
+def _guard(fields: list[PartitionField], spans: dict[str, Span | None]) -> str:
+    """The branch's filter: what its partitions guarantee about every row, as plain comparisons with constants
+    (the form DuckDB's optimizer checks against a statement's own filters)."""
+    types = {f.source: f.source_type for f in fields}
+    clauses = []
+    for column, span in spans.items():
+        if span is None:
+            continue
+        low, high, exclusive = span
+        name = quote_ident(column)
+        if low == high and not exclusive:
+            clauses.append(f"{name} = {_literal(low, types[column])}")
+        elif exclusive:
+            clauses.append(f"{name} >= {_literal(low, types[column])} AND {name} < {_literal(high, types[column])}")
+        else:
+            clauses.append(f"{name} BETWEEN {_literal(low, types[column])} AND {_literal(high, types[column])}")
+    return " AND ".join(clauses)

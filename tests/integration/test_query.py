@@ -383,3 +383,37 @@ def test_query_errors_are_one_line_with_a_non_zero_exit(local_stack: LocalStack)
     down = local_stack.k2("--catalog-uri", "http://127.0.0.1:9", "query", "select 1")
     assert down.returncode == 1
     assert "http://127.0.0.1:9 is unreachable" in down.stderr and "k2 stack up" in down.stderr
+
+
+@pytest.mark.parametrize("transform", ["hour", "month"])
+def test_other_time_partitions_are_planned_and_read_exactly(local_stack: LocalStack, transform: str) -> None:
+    """hour(trade_time): 48 hours x 3 symbols = 144 partitions, merged into MAX_BRANCHES runs; month: one month."""
+    catalog = rest_catalog(local_stack.catalog_uri)
+    identifier = f"{unique('q_' + transform)}.trades"
+    spec = replace(
+        load_table_specs()["market_data.trades"],
+        identifier=identifier,
+        partition=[("trade_time", transform, f"trade_{transform}"), ("symbol", "identity", "symbol")],
+    )
+    apply_table(catalog, spec)
+    table = catalog.load_table(identifier)
+    trades = make_trades(3000, seed=44)
+    for start in range(0, len(trades), 500):
+        table.append(arrow(trades[start : start + 500], table))
+    lake = Lake(local_stack.catalog_uri)
+    lake.attach_tables()
+    plan = lake.plan(next(r for r in lake.tables if r.identifier == identifier))
+    assert plan.fallback == ""
+    assert plan.branches == (64 if transform == "hour" else 3)
+    counts = dict(planned_and_iceberg_scan(lake, identifier, PROBES))
+    assert counts[PROBES[0]] == len(trades)
+    hour = (
+        "select count(*) n from {t} where symbol = 'ETHUSDT' and "
+        "trade_time >= TIMESTAMPTZ '2026-11-20 05:00:00+00' and trade_time < TIMESTAMPTZ '2026-11-20 06:00:00+00'"
+    )
+    got = lake.query(hour.format(t=identifier)).to_pylist()[0]["n"]
+    assert got == sum(
+        1
+        for t in trades
+        if t["symbol"] == "ETHUSDT" and DAY0 + timedelta(hours=5) <= t["trade_time"] < DAY0 + timedelta(hours=6)
+    )
