@@ -175,6 +175,8 @@ class Lake:
                 self._views[f'main."{ref.name}"'] = ((ref.name,), *read_at)
             if ref.identifier == trades:
                 self._views["main.trades"] = (("trades",), *read_at)
+        wanted = {(r.metadata_location, chosen[r.identifier]) for r in refs}
+        self._plans = {key: plan for key, plan in self._plans.items() if key in wanted}  # drop superseded versions
         self.tables = refs
         return refs
 

@@ -362,6 +362,7 @@ def test_maintain_keeps_results_and_removes_small_files(
     candles_before = local_stack.k2("candles", "BNBUSDT", "--interval", "15m", "--table", table, "--format", "json")
     done = local_stack.k2("tables", "maintain", table, "--retain", "0s", "--orphan-age", "0s", "--format", "json")
     assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr, done.stderr  # e.g. pyiceberg re-deleting metadata the catalog removed
     report = json.loads(done.stdout)[0]
     assert report["partitions_compacted"] == 6  # 2 days x 3 symbols
     assert report["data_files_before"] >= 300 and report["data_files_after"] == 6
