@@ -76,6 +76,8 @@ def test_identity_values_come_from_paths_only_when_the_paths_spell_them_exactly(
     assert "hive_partitioning = true" in _hive_options(plain, [DAY, SYMBOL])
     escaped = {"/w/t/data/trade_day=2026-11-05/symbol=ETH+USDT/a.parquet": (date(2026, 11, 5), "ETH USDT")}
     assert "hive_partitioning = false" in _hive_options(escaped, [DAY, SYMBOL])
+    null_word = {"/w/t/data/trade_day=2026-11-05/symbol=NULL/a.parquet": (date(2026, 11, 5), "NULL")}
+    assert "hive_partitioning = false" in _hive_options(null_word, [DAY, SYMBOL])  # DuckDB reads it as NULL
     stray = {"/w/x=1/t/data/trade_day=2026-11-05/symbol=ETHUSDT/a.parquet": (date(2026, 11, 5), "ETHUSDT")}
     assert "hive_partitioning = false" in _hive_options(stray, [DAY, SYMBOL])
     other_layout = {"/w/t/data/a.parquet": (date(2026, 11, 5), "ETHUSDT")}
