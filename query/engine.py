@@ -186,20 +186,24 @@ class Lake:
         if key not in self._plans:
             try:
                 self._plans[key] = plan_scan(self.con, ref.metadata_location, ref.metadata, snapshot_id)
-            except duckdb.Error as exc:
-                raise QueryError(f"cannot plan {ref.identifier}: {str(exc).splitlines()[0]}") from exc
+            except (duckdb.Error, ValueError, OverflowError) as exc:  # e.g. a partition date Python cannot hold
+                unplanned = iceberg_scan(ref.metadata_location, snapshot_id)
+                reason = f"planning failed: {str(exc).splitlines()[0]}"
+                self._plans[key] = ScanPlan(whole=unplanned, pruned=unplanned, fallback=reason)
         return self._plans[key]
 
     def _shape_views(self, sql: str) -> None:
-        """Create the views this statement names (all of them when it names none, e.g. SHOW TABLES), each
-        pointing at the shape of its table's plan that suits the statement (planner.ScanPlan.relation).
-
-        Planning is what costs: tables a statement does not name are not planned for it.
+        """Point the views this statement names at the shape of their plan that suits it
+        (planner.ScanPlan.relation). Planning is what costs, so tables a statement does not name are not
+        planned for it: their views read through iceberg_scan until a statement names them.
         """
-        named = [view for view, (words, _, _) in self._views.items() if all(mentions(sql, w) for w in words)]
-        for view in named or list(self._views):
-            _, ref, snapshot_id = self._views[view]
-            relation = self.plan(ref, snapshot_id).relation(sql)
+        for view, (words, ref, snapshot_id) in self._views.items():
+            if all(mentions(sql, word) for word in words):
+                relation = self.plan(ref, snapshot_id).relation(sql)
+            elif view in self._shapes:
+                continue
+            else:  # not named, but still readable (query_table('x'), information_schema): unplanned and correct
+                relation = iceberg_scan(ref.metadata_location, snapshot_id)
             if self._shapes.get(view) != relation:
                 self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {relation}")
                 self._shapes[view] = relation

@@ -130,6 +130,15 @@ def plan_scan(
     if len(metadata.get("schemas", [])) != 1 or len(metadata.get("partition-specs", [])) != 1:
         return keep("the table has more than one schema or partition spec")
     schema = metadata["schemas"][0]
+    # read_parquet matches columns by name, Iceberg by field id: only a table whose schema never changed
+    # (the first schema, no column ever dropped) and whose files all carry field ids can be read by name.
+    leaves = _leaf_ids(schema)
+    if schema.get("schema-id", 0) != 0 or metadata.get("last-column-id", max(leaves, default=0)) != max(
+        [field["id"] for field in _all_fields(schema)], default=0
+    ):
+        return keep("the table's schema has changed since it was created (files are matched by field id)")
+    if "schema.name-mapping.default" in metadata.get("properties", {}):
+        return keep("the table has a name mapping (files without field ids)")
     by_id = {field["id"]: field for field in schema["fields"]}
     fields = [
         PartitionField(f["name"], by_id[f["source-id"]]["name"], by_id[f["source-id"]]["type"], f["transform"])
@@ -145,21 +154,27 @@ def plan_scan(
         return keep("the snapshot has no data files")
     listed = ", ".join(quote_literal(path) for path, _ in manifests)
     partition = ", data_file.partition" if fields else ""
+    # 2 = DELETED; ADDED and EXISTING are live. A file whose column sizes miss a column of the schema was
+    # written without it (e.g. imported with add_files): iceberg_scan reads NULL there, read_parquet fails.
+    complete = f"list_has_all(map_keys(data_file.column_sizes), {sorted(leaves)})"
     entries = con.execute(
-        f"SELECT data_file.file_path, data_file.file_format, data_file.content{partition} "
-        f"FROM read_avro([{listed}]) WHERE status <> 2"  # 2 = DELETED; ADDED and EXISTING are live
-    ).fetchall()
+        f"SELECT data_file.file_path, data_file.file_format, data_file.content, {complete}{partition} "
+        f"FROM read_avro([{listed}]) WHERE status <> 2"
+    ).to_arrow_table()
+    entries = [tuple(row.values()) for row in entries.to_pylist()]  # via Arrow: no pytz for timestamptz values
     if not entries:
         return keep("the snapshot has no data files")
     if any(row[2] != 0 for row in entries):
         return keep("the snapshot has delete files")
     if any(str(row[1]).upper() != "PARQUET" for row in entries):
         return keep("the snapshot has data files that are not Parquet")
-    files = {row[0]: tuple((row[3] or {}).get(f.name) for f in fields) if fields else () for row in entries}
+    if not all(row[3] for row in entries):
+        return keep("a data file lacks columns of the schema (or records no column sizes)")
+    files = {row[0]: tuple((row[4] or {}).get(f.name) for f in fields) if fields else () for row in entries}
 
     columns = [field["name"] for field in schema["fields"]]
     projection = ", ".join(quote_ident(c) for c in columns)
-    hive = _hive_options(files, fields)
+    hive = _hive_options(files, fields, columns)
 
     def scan(paths: list[str]) -> str:
         names = ", ".join(quote_literal(_local(p)) for p in paths)
@@ -191,6 +206,37 @@ def plan_scan(
     return ScanPlan(whole=whole, pruned=pruned, range_columns=ranges, files=len(files), branches=len(branches))
 
 
+def _all_fields(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every field of a schema or struct, nested ones included, as {"id", "type"} mappings."""
+    found: list[Mapping[str, Any]] = []
+    for field in node.get("fields", []):
+        found.append(field)
+        found.extend(_nested(field["type"]))
+    return found
+
+
+def _nested(kind: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(kind, Mapping):
+        return []
+    if kind.get("type") == "struct":
+        return _all_fields(kind)
+    if kind.get("type") == "list":
+        return [{"id": kind["element-id"], "type": kind["element"]}, *_nested(kind["element"])]
+    if kind.get("type") == "map":
+        return [
+            {"id": kind["key-id"], "type": kind["key"]},
+            {"id": kind["value-id"], "type": kind["value"]},
+            *_nested(kind["key"]),
+            *_nested(kind["value"]),
+        ]
+    return []
+
+
+def _leaf_ids(schema: Mapping[str, Any]) -> list[int]:
+    """Field ids of the primitive columns: the ones a Parquet file stores and column_sizes is keyed by."""
+    return [int(field["id"]) for field in _all_fields(schema) if isinstance(field["type"], str)]
+
+
 @dataclass(frozen=True)
 class PartitionField:
     name: str  # the partition field (and hive path key), e.g. trade_day
@@ -199,7 +245,7 @@ class PartitionField:
     transform: str  # identity, day, hour, month, year, bucket[N], truncate[W], void
 
 
-def _hive_options(files: Mapping[str, tuple[Any, ...]], fields: list[PartitionField]) -> str:
+def _hive_options(files: Mapping[str, tuple[Any, ...]], fields: list[PartitionField], columns: list[str]) -> str:
     """Read identity partitions from the paths only when every path spells each value exactly.
 
     Iceberg URL-encodes partition values in paths; a value with '%', '+' or '/', one DuckDB reads as NULL
@@ -210,6 +256,12 @@ def _hive_options(files: Mapping[str, tuple[Any, ...]], fields: list[PartitionFi
     if not fields:
         return off
     keys = {f.name for f in fields}
+    lowered = {column.lower() for column in columns}
+    for field in fields:
+        # DuckDB matches names case-insensitively: a path key that is also a column (Day vs day) would
+        # replace it, unless it is the identity partition of exactly that column.
+        if field.name.lower() in lowered and not (field.transform == "identity" and field.name == field.source):
+            return off
     for path, values in files.items():
         segments = dict(part.split("=", 1) for part in path.split("/")[:-1] if "=" in part)
         if set(segments) != keys:
@@ -260,6 +312,7 @@ def _spans(fields: list[PartitionField], values: tuple[Any, ...]) -> dict[str, S
     for field, value in zip(fields, values, strict=True):
         span: Span | None = None
         exact = isinstance(value, str | int | date) and not isinstance(value, bool | datetime)
+        exact = exact and not (isinstance(value, str) and "\x00" in value)  # no SQL literal holds a NUL
         if field.transform == "identity" and exact:
             span = (value, value, False)
         elif field.transform in TIME_UNITS and field.source_type in ("timestamptz", "timestamp", "date"):

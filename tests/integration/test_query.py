@@ -418,3 +418,115 @@ def test_other_time_partitions_are_planned_and_read_exactly(local_stack: LocalSt
         for t in trades
         if t["symbol"] == "ETHUSDT" and DAY0 + timedelta(hours=5) <= t["trade_time"] < DAY0 + timedelta(hours=6)
     )
+
+
+def small_table(local_stack: LocalStack, name: str, schema: Any, spec: Any) -> Any:
+    catalog = rest_catalog(local_stack.catalog_uri)
+    namespace = unique(name)
+    catalog.create_namespace(namespace)
+    return catalog.create_table(f"{namespace}.t", schema=schema, partition_spec=spec)
+
+
+def planned_rows(local_stack: LocalStack, table: Any, sql: str) -> tuple[str, list[dict[str, Any]]]:
+    """(why the table is not planned, or ''; the statement's rows), after checking them against iceberg_scan."""
+    identifier = ".".join(table.name())
+    lake = Lake(local_stack.catalog_uri)
+    lake.attach_tables()
+    ref = next(r for r in lake.tables if r.identifier == identifier)
+    got = lake.query(sql.format(t=identifier))
+    assert rows_of(got) == rows_of(lake.con.execute(sql.format(t=lake.scan_sql(ref))).to_arrow_table())
+    return lake.plan(ref).fallback, got.to_pylist()
+
+
+def test_renamed_columns_are_matched_by_field_id_not_by_name(local_stack: LocalStack) -> None:
+    """bid and ask swap names after a file was written; with the old schemas removed the table has one schema
+    again, but its file still says bid for what is now ask. read_parquet would match by name."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.table.update import RemoveSchemasUpdate
+    from pyiceberg.transforms import DayTransform
+    from pyiceberg.types import DoubleType, NestedField, TimestamptzType
+
+    schema = Schema(
+        NestedField(1, "bid", DoubleType(), required=False),
+        NestedField(2, "ask", DoubleType(), required=False),
+        NestedField(3, "trade_time", TimestamptzType(), required=False),
+    )
+    table = small_table(
+        local_stack, "q_swap", schema, PartitionSpec(PartitionField(3, 1000, DayTransform(), "trade_day"))
+    )
+    table.append(pa.Table.from_pylist([{"bid": 1.0, "ask": 2.0, "trade_time": DAY0}], schema=table.schema().as_arrow()))
+    for old, new in (("bid", "tmp"), ("ask", "bid"), ("tmp", "ask")):
+        with table.update_schema() as update:
+            update.rename_column(old, new)
+    old_schemas = [s.schema_id for s in table.metadata.schemas if s.schema_id != table.metadata.current_schema_id]
+    with table.transaction() as transaction:
+        transaction._apply((RemoveSchemasUpdate(schema_ids=old_schemas),))  # type: ignore[call-arg]
+    assert len(table.refresh().metadata.schemas) == 1
+    reason, rows = planned_rows(local_stack, table, "select bid, ask from {t}")
+    assert "schema has changed" in reason
+    assert rows == [{"bid": 2.0, "ask": 1.0}]
+
+
+def test_a_file_imported_without_a_column_reads_null_there(local_stack: LocalStack, tmp_path: Any) -> None:
+    import pyarrow.parquet as pq
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import DayTransform
+    from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
+
+    schema = Schema(
+        NestedField(1, "symbol", StringType(), required=False),
+        NestedField(2, "trade_time", TimestamptzType(), required=False),
+        NestedField(3, "extra", LongType(), required=False),
+    )
+    table = small_table(
+        local_stack, "q_import", schema, PartitionSpec(PartitionField(2, 1000, DayTransform(), "trade_day"))
+    )
+    imported = tmp_path / "imported.parquet"
+    stamps = pa.array([DAY0], pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"symbol": pa.array(["B"]), "trade_time": stamps}), imported)
+    table.add_files([f"file://{imported}"])
+    table.append(
+        pa.Table.from_pylist([{"symbol": "A", "trade_time": DAY0, "extra": 1}], schema=table.schema().as_arrow())
+    )
+    reason, rows = planned_rows(local_stack, table, "select symbol, extra from {t} order by symbol")
+    assert reason != ""
+    assert rows == [{"symbol": "A", "extra": 1}, {"symbol": "B", "extra": None}]
+
+
+def test_an_identity_partition_on_a_timestamp_is_planned(local_stack: LocalStack) -> None:
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import NestedField, StringType, TimestamptzType
+
+    schema = Schema(
+        NestedField(1, "symbol", StringType(), required=False),
+        NestedField(2, "opened", TimestamptzType(), required=False),
+    )
+    table = small_table(
+        local_stack, "q_idts", schema, PartitionSpec(PartitionField(2, 1000, IdentityTransform(), "opened"))
+    )
+    rows = [{"symbol": s, "opened": DAY0 + timedelta(hours=h)} for h, s in enumerate("ABC")]
+    table.append(pa.Table.from_pylist(rows, schema=table.schema().as_arrow()))
+    reason, got = planned_rows(
+        local_stack, table, "select symbol from {t} where opened > TIMESTAMPTZ '2026-11-20 00:30:00+00'"
+    )
+    assert reason == ""
+    assert sorted(r["symbol"] for r in got) == ["B", "C"]
+
+
+def test_tables_a_statement_does_not_name_are_still_readable(
+    local_stack: LocalStack, small_files_table: dict[str, Any]
+) -> None:
+    identifier = small_files_table["identifier"]
+    lake = Lake(local_stack.catalog_uri)
+    lake.attach_tables()
+    counted = lake.query("select count(*) n from query_table($name)", {"name": identifier}).to_pylist()
+    assert counted == [{"n": len(small_files_table["trades"])}]
+    namespace, name = identifier.split(".")
+    listed = lake.query(
+        "select table_schema, table_name from information_schema.tables where table_name <> 'quotes'"
+    ).to_pylist()
+    assert {"table_schema": namespace, "table_name": name} in listed

@@ -12,6 +12,7 @@ from k2.query.planner import PartitionField, _guard, _hive_options, _merged, _sp
 
 DAY = PartitionField("trade_day", "trade_time", "timestamptz", "day")
 SYMBOL = PartitionField("symbol", "symbol", "string", "identity")
+COLUMNS = ["symbol", "trade_time", "price"]
 
 
 @pytest.mark.parametrize(
@@ -73,15 +74,15 @@ def test_partitions_beyond_the_limit_merge_into_runs_with_outer_bounds(monkeypat
 
 def test_identity_values_come_from_paths_only_when_the_paths_spell_them_exactly() -> None:
     plain = {"/w/t/data/trade_day=2026-11-05/symbol=ETHUSDT/a.parquet": (date(2026, 11, 5), "ETHUSDT")}
-    assert "hive_partitioning = true" in _hive_options(plain, [DAY, SYMBOL])
+    assert "hive_partitioning = true" in _hive_options(plain, [DAY, SYMBOL], COLUMNS)
     escaped = {"/w/t/data/trade_day=2026-11-05/symbol=ETH+USDT/a.parquet": (date(2026, 11, 5), "ETH USDT")}
-    assert "hive_partitioning = false" in _hive_options(escaped, [DAY, SYMBOL])
+    assert "hive_partitioning = false" in _hive_options(escaped, [DAY, SYMBOL], COLUMNS)
     null_word = {"/w/t/data/trade_day=2026-11-05/symbol=NULL/a.parquet": (date(2026, 11, 5), "NULL")}
-    assert "hive_partitioning = false" in _hive_options(null_word, [DAY, SYMBOL])  # DuckDB reads it as NULL
+    assert "hive_partitioning = false" in _hive_options(null_word, [DAY, SYMBOL], COLUMNS)  # DuckDB reads it as NULL
     stray = {"/w/x=1/t/data/trade_day=2026-11-05/symbol=ETHUSDT/a.parquet": (date(2026, 11, 5), "ETHUSDT")}
-    assert "hive_partitioning = false" in _hive_options(stray, [DAY, SYMBOL])
+    assert "hive_partitioning = false" in _hive_options(stray, [DAY, SYMBOL], COLUMNS)
     other_layout = {"/w/t/data/a.parquet": (date(2026, 11, 5), "ETHUSDT")}
-    assert "hive_partitioning = false" in _hive_options(other_layout, [DAY, SYMBOL])
+    assert "hive_partitioning = false" in _hive_options(other_layout, [DAY, SYMBOL], COLUMNS)
 
 
 def test_mentions_matches_whole_words_only() -> None:
@@ -89,3 +90,15 @@ def test_mentions_matches_whole_words_only() -> None:
     assert mentions('select * from "trades" where x', "trades")
     assert not mentions("select trade_times from t", "trade_time")
     assert not mentions("select * from market_data.trades_1m", "trades")
+
+
+def test_a_path_key_that_is_also_a_column_by_case_is_not_read_from_paths() -> None:
+    """DuckDB matches names case-insensitively: hive key 'day' would replace a string column 'Day'."""
+    day = PartitionField("day", "trade_time", "timestamptz", "day")
+    files = {"/w/t/data/day=2026-11-05/a.parquet": (date(2026, 11, 5),)}
+    assert "hive_partitioning = false" in _hive_options(files, [day], ["Day", "trade_time"])
+    assert "hive_partitioning = true" in _hive_options(files, [day], ["weekday", "trade_time"])
+
+
+def test_a_string_with_a_nul_byte_gets_no_guard() -> None:
+    assert _spans([SYMBOL], ("A\x00B",)) == {"symbol": None}
