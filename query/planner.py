@@ -19,9 +19,10 @@ costs time, never correctness:
   symbol-day query opens only that partition's files. Chosen when a statement names a column a time
   partition is derived from (``trade_time``): only then can it prune by time.
 
-Tables this does not cover keep ``iceberg_scan`` (see ``ScanPlan.fallback``): delete files, more than one schema or
-partition spec, format versions other than 2, non-Parquet data files, an empty snapshot, or files whose columns
-do not match the schema.
+``read_parquet`` matches columns by name, Iceberg by field id. Tables where the two could differ keep
+``iceberg_scan`` (see ``ScanPlan.fallback``): a schema changed since the table was created, a name mapping, a
+file whose column sizes miss a column; so do delete files, more than one partition spec, format versions
+other than 2, non-Parquet data files and an empty snapshot.
 """
 
 from __future__ import annotations
