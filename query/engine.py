@@ -241,8 +241,7 @@ class Lake:
         return iceberg_scan(ref.metadata_location, None)
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
-        if WRITES.match(sql):
-            raise QueryError("k2 query is read-only: statements that write or change settings are refused")
+        refuse_writes(sql)
         try:
             self._shape_views(sql)
             result = self.con.execute(sql, parameters or {})
@@ -255,6 +254,23 @@ class Lake:
             raise QueryError(message) from exc
         except duckdb.Error as exc:
             raise QueryError(str(exc).splitlines()[0]) from exc
+
+
+def refuse_writes(sql: str) -> None:
+    """k2 query is read-only: every statement of the text must be a query (or EXPLAIN of one).
+
+    DuckDB's own parser splits the text, so a write after a `;` or behind EXPLAIN ANALYZE is refused too.
+    Text that does not parse is left for execution to report with DuckDB's message.
+    """
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        statements = []
+    texts = [(s.type, s.query) for s in statements] or [(duckdb.StatementType.SELECT, sql)]
+    for kind, text in texts:
+        inner = re.sub(r"^\s*explain(\s+analyze)?\b", "", text, flags=re.IGNORECASE)
+        if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN) or WRITES.match(inner):
+            raise QueryError("k2 query is read-only: statements that write or change settings are refused")
 
 
 def read_sql(name: str) -> str:

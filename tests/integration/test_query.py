@@ -379,8 +379,14 @@ def test_query_errors_are_one_line_with_a_non_zero_exit(local_stack: LocalStack)
     bad_sql = local_stack.k2("query", "selec 1")
     assert bad_sql.returncode == 1 and bad_sql.stderr.startswith("Error: Parser Error: syntax error")
     assert "Traceback" not in bad_sql.stderr and len(bad_sql.stderr.strip().splitlines()) == 1
-    write = local_stack.k2("query", "create table x as select 1")
-    assert write.returncode == 1 and "read-only" in write.stderr
+    for write_sql in (
+        "create table x as select 1",
+        "select 1; create table x as select 1",
+        "explain analyze copy (select 1) to 'k2-should-not-exist.csv'",
+        "  SET threads = 1",
+    ):
+        write = local_stack.k2("query", write_sql)
+        assert write.returncode == 1 and "read-only" in write.stderr, write_sql
     down = local_stack.k2("--catalog-uri", "http://127.0.0.1:9", "query", "select 1")
     assert down.returncode == 1
     assert "http://127.0.0.1:9 is unreachable" in down.stderr and "k2 stack up" in down.stderr
