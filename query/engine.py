@@ -32,12 +32,8 @@ SQL_DIR = Path(__file__).resolve().parent / "sql"
 EIGHT_PLACES = Decimal("0.00000001")
 DEFAULT_NAMESPACE = "market_data"  # the namespace of connect/tables.toml: `trades` means market_data.trades
 INTERVALS = {"1m": "1 minute", "5m": "5 minutes", "15m": "15 minutes", "1h": "1 hour", "1d": "1 day"}
-# Statements that change something: refused, `k2 query` is read-only.
-WRITES = re.compile(
-    r"^\s*(insert|update|delete|create|drop|alter|copy|attach|detach|install|load|pragma|set|call|export|import|"
-    r"vacuum|checkpoint|truncate|merge|replace|begin|commit|rollback|use)\b",
-    re.IGNORECASE,
-)
+# EXPLAIN, EXPLAIN ANALYZE, EXPLAIN (ANALYZE, FORMAT JSON): what precedes the explained statement.
+EXPLAIN_PREFIX = re.compile(r"^\s*explain\s*(analyze\b\s*)?(\([^)]*\)\s*)?", re.IGNORECASE)
 
 
 def _extension_path(module: Any) -> Path:
@@ -257,19 +253,24 @@ class Lake:
 
 
 def refuse_writes(sql: str) -> None:
-    """k2 query is read-only: every statement of the text must be a query (or EXPLAIN of one).
-
-    DuckDB's own parser splits the text, so a write after a `;` or behind EXPLAIN ANALYZE is refused too.
-    Text that does not parse is left for execution to report with DuckDB's message.
+    """k2 query is read-only: every statement of the text, as DuckDB's own parser splits it, must be a query,
+    or an EXPLAIN of one (EXPLAIN ANALYZE runs what it explains). Read-only PRAGMAs and SHOW/DESCRIBE parse
+    as queries. Text that does not parse is left for execution to report with DuckDB's message.
     """
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error:
-        statements = []
-    texts = [(s.type, s.query) for s in statements] or [(duckdb.StatementType.SELECT, sql)]
-    for kind, text in texts:
-        inner = re.sub(r"^\s*explain(\s+analyze)?\b", "", text, flags=re.IGNORECASE)
-        if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN) or WRITES.match(inner):
+        return
+    for statement in statements:
+        kind: duckdb.StatementType | None = statement.type
+        if kind == duckdb.StatementType.EXPLAIN:
+            explained = EXPLAIN_PREFIX.sub("", statement.query, count=1)
+            try:
+                kinds = [inner.type for inner in duckdb.extract_statements(explained)]
+            except duckdb.Error:
+                kinds = []
+            kind = kinds[0] if len(kinds) == 1 else None
+        if kind != duckdb.StatementType.SELECT:
             raise QueryError("k2 query is read-only: statements that write or change settings are refused")
 
 

@@ -383,6 +383,7 @@ def test_query_errors_are_one_line_with_a_non_zero_exit(local_stack: LocalStack)
         "create table x as select 1",
         "select 1; create table x as select 1",
         "explain analyze copy (select 1) to 'k2-should-not-exist.csv'",
+        "EXPLAIN (ANALYZE, FORMAT JSON) copy (select 1) to 'k2-should-not-exist.csv'",
         "  SET threads = 1",
     ):
         write = local_stack.k2("query", write_sql)
