@@ -122,7 +122,8 @@ class Lake:
         self._plans: dict[tuple[str, int | None], ScanPlan] = {}
         # view -> (the words a statement that reads it contains, table, snapshot id or None for current)
         self._views: dict[str, tuple[tuple[str, ...], TableRef, int | None]] = {}
-        self._shapes: dict[str, str] = {}  # view name -> relation it selects from now
+        # view name -> (relation it selects from now, (metadata location, snapshot id) that relation reads)
+        self._shapes: dict[str, tuple[str, tuple[str, int | None]]] = {}
 
     def _configure_s3(self, env: Mapping[str, str]) -> None:
         """An S3 secret from the standard AWS_* variables and K2_S3_ENDPOINT (MinIO, S3Proxy, moto).
@@ -160,17 +161,18 @@ class Lake:
         if trades and not any(r.identifier == trades for r in refs):
             names = ", ".join(r.identifier for r in refs) or "none"
             raise QueryError(f"no table {trades} in the catalog; tables: {names}")
-        for view in self._shapes:
-            self.con.execute(f"DROP VIEW IF EXISTS {view}")
-        self._views, self._shapes = {}, {}
+        self._views = {}
         for ref in refs:
             self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ref.namespace}"')
-            read_at = (ref, chosen[ref.identifier])
-            self._views[f'"{ref.namespace}"."{ref.name}"'] = ((ref.namespace, ref.name), *read_at)
+            target = (ref, chosen[ref.identifier])
+            self._views[f'"{ref.namespace}"."{ref.name}"'] = ((ref.namespace, ref.name), *target)
             if short[ref.name] == [ref] and not (trades and ref.name == "trades"):
-                self._views[f'main."{ref.name}"'] = ((ref.name,), *read_at)
+                self._views[f'main."{ref.name}"'] = ((ref.name,), *target)
             if ref.identifier == trades:
-                self._views["main.trades"] = (("trades",), *read_at)
+                self._views['main."trades"'] = (("trades",), *target)
+        for view in set(self._shapes) - set(self._views):  # tables gone from the catalog (or from --as-of)
+            self.con.execute(f"DROP VIEW IF EXISTS {view}")
+            del self._shapes[view]
         wanted = {(r.metadata_location, chosen[r.identifier]) for r in refs}
         self._plans = {key: plan for key, plan in self._plans.items() if key in wanted}  # drop superseded versions
         self.tables = refs
@@ -194,15 +196,17 @@ class Lake:
         planned for it: their views read through iceberg_scan until a statement names them.
         """
         for view, (words, ref, snapshot_id) in self._views.items():
+            read_at = (ref.metadata_location, snapshot_id)
+            current = self._shapes.get(view)
             if all(mentions(sql, word) for word in words):
                 relation = self.plan(ref, snapshot_id).relation(sql)
-            elif view in self._shapes:
-                continue
+            elif current is not None and current[1] == read_at:
+                continue  # already reads this version of the table, in whichever shape
             else:  # not named, but still readable (query_table('x'), information_schema): unplanned and correct
                 relation = iceberg_scan(ref.metadata_location, snapshot_id)
-            if self._shapes.get(view) != relation:
+            if current != (relation, read_at):
                 self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {relation}")
-                self._shapes[view] = relation
+                self._shapes[view] = (relation, read_at)
 
     def _time_travel(self, refs: list[TableRef], snapshot: dict[str, Any] | None) -> dict[str, int | None]:
         """The snapshot each table is read at (None: current): --snapshot for the table that has it, or the

@@ -133,10 +133,8 @@ def plan_scan(
     schema = metadata["schemas"][0]
     # read_parquet matches columns by name, Iceberg by field id: only a table whose schema never changed
     # (the first schema, no column ever dropped) and whose files all carry field ids can be read by name.
-    leaves = _leaf_ids(schema)
-    if schema.get("schema-id", 0) != 0 or metadata.get("last-column-id", max(leaves, default=0)) != max(
-        [field["id"] for field in _all_fields(schema)], default=0
-    ):
+    every_id = [int(field["id"]) for field in _all_fields(schema)]
+    if schema.get("schema-id", 0) != 0 or metadata.get("last-column-id") != max(every_id, default=0):
         return keep("the table's schema has changed since it was created (files are matched by field id)")
     if "schema.name-mapping.default" in metadata.get("properties", {}):
         return keep("the table has a name mapping (files without field ids)")
@@ -157,12 +155,16 @@ def plan_scan(
     partition = ", data_file.partition" if fields else ""
     # 2 = DELETED; ADDED and EXISTING are live. A file whose column sizes miss a column of the schema was
     # written without it (e.g. imported with add_files): iceberg_scan reads NULL there, read_parquet fails.
-    complete = f"list_has_all(map_keys(data_file.column_sizes), {sorted(leaves)})"
-    entries = con.execute(
-        f"SELECT data_file.file_path, data_file.file_format, data_file.content, {complete}{partition} "
-        f"FROM read_avro([{listed}]) WHERE status <> 2"
-    ).to_arrow_table()
-    entries = [tuple(row.values()) for row in entries.to_pylist()]  # via Arrow: no pytz for timestamptz values
+    complete = f"list_has_all(map_keys(data_file.column_sizes), {_leaf_ids(schema)})"
+    entries = [
+        tuple(row.values())  # through Arrow: Python values of timestamptz partitions without pytz
+        for row in con.execute(
+            f"SELECT data_file.file_path, data_file.file_format, data_file.content, {complete}{partition} "
+            f"FROM read_avro([{listed}]) WHERE status <> 2"
+        )
+        .to_arrow_table()
+        .to_pylist()
+    ]
     if not entries:
         return keep("the snapshot has no data files")
     if any(row[2] != 0 for row in entries):
@@ -311,6 +313,8 @@ def _spans(fields: list[PartitionField], values: tuple[Any, ...]) -> dict[str, S
     """What one partition says about each source column."""
     spans: dict[str, Span | None] = {}
     for field, value in zip(fields, values, strict=True):
+        if field.source in spans:  # two partition fields on one column: the first one's bound is kept
+            continue
         span: Span | None = None
         exact = isinstance(value, str | int | date) and not isinstance(value, bool | datetime)
         exact = exact and not (isinstance(value, str) and "\x00" in value)  # no SQL literal holds a NUL
@@ -320,8 +324,6 @@ def _spans(fields: list[PartitionField], values: tuple[Any, ...]) -> dict[str, S
             window = _time_range(field.transform, value)
             if window is not None:
                 span = (window[0], window[1], True)
-        if field.source in spans:  # two partition fields on one column: keep only the first's bound
-            continue
         spans[field.source] = span
     return spans
 

@@ -201,16 +201,16 @@ def rows_of(table: pa.Table) -> list[str]:
     return sorted(repr(sorted(row.items())) for row in table.to_pylist())
 
 
-def planned_and_iceberg_scan(lake: Lake, identifier: str, statements: list[str]) -> list[tuple[str, int]]:
-    """Each statement through the planned views and through iceberg_scan; the row counts, after asserting equality."""
+def planned_and_iceberg_scan(lake: Lake, identifier: str, statements: list[str]) -> dict[str, pa.Table]:
+    """Each statement's result through the planned views, after asserting iceberg_scan returns the same rows."""
     ref = next(r for r in lake.tables if r.identifier == identifier)
-    counts = []
+    results = {}
     for sql in statements:
         planned = lake.query(sql.format(t=identifier))
         direct = lake.con.execute(sql.format(t=lake.scan_sql(ref))).to_arrow_table()
         assert rows_of(planned) == rows_of(direct), sql
-        counts.append((sql, planned.num_rows))
-    return counts
+        results[sql] = planned
+    return results
 
 
 PROBES = [
@@ -236,7 +236,7 @@ def test_planned_scans_return_what_iceberg_scan_returns(
     lake.attach_tables()
     plan = lake.plan(next(r for r in lake.tables if r.identifier == identifier))
     assert plan.fallback == "" and plan.branches == 6 and plan.files >= 300  # 2 days x 3 symbols
-    counts = dict(planned_and_iceberg_scan(lake, identifier, PROBES))
+    counts = {sql: result.num_rows for sql, result in planned_and_iceberg_scan(lake, identifier, PROBES).items()}
     assert counts[PROBES[0]] == len(small_files_table["trades"])
     assert counts[PROBES[8]] == 0 and counts[PROBES[9]] == 0
     assert counts[PROBES[4]] == sum(1 for t in small_files_table["trades"] if t["trade_time"] >= DAY0 + timedelta(1))
@@ -413,8 +413,7 @@ def test_other_time_partitions_are_planned_and_read_exactly(local_stack: LocalSt
     plan = lake.plan(next(r for r in lake.tables if r.identifier == identifier))
     assert plan.fallback == ""
     assert plan.branches == (64 if transform == "hour" else 3)
-    counts = dict(planned_and_iceberg_scan(lake, identifier, PROBES))
-    assert counts[PROBES[0]] == len(trades)
+    assert planned_and_iceberg_scan(lake, identifier, PROBES)[PROBES[0]].num_rows == len(trades)
     hour = (
         "select count(*) n from {t} where symbol = 'ETHUSDT' and "
         "trade_time >= TIMESTAMPTZ '2026-11-20 05:00:00+00' and trade_time < TIMESTAMPTZ '2026-11-20 06:00:00+00'"
@@ -439,10 +438,8 @@ def planned_rows(local_stack: LocalStack, table: Any, sql: str) -> tuple[str, li
     identifier = ".".join(table.name())
     lake = Lake(local_stack.catalog_uri)
     lake.attach_tables()
-    ref = next(r for r in lake.tables if r.identifier == identifier)
-    got = lake.query(sql.format(t=identifier))
-    assert rows_of(got) == rows_of(lake.con.execute(sql.format(t=lake.scan_sql(ref))).to_arrow_table())
-    return lake.plan(ref).fallback, got.to_pylist()
+    got = planned_and_iceberg_scan(lake, identifier, [sql])[sql]
+    return lake.plan(next(r for r in lake.tables if r.identifier == identifier)).fallback, got.to_pylist()
 
 
 def test_renamed_columns_are_matched_by_field_id_not_by_name(local_stack: LocalStack) -> None:
@@ -537,3 +534,26 @@ def test_tables_a_statement_does_not_name_are_still_readable(
         "select table_schema, table_name from information_schema.tables where table_name <> 'quotes'"
     ).to_pylist()
     assert {"table_schema": namespace, "table_name": name} in listed
+
+
+def test_a_lake_attached_again_reads_each_tables_new_version(local_stack: LocalStack) -> None:
+    """k2 run keeps one Lake and attaches again on every poll: named and unnamed views must both move on."""
+    catalog = rest_catalog(local_stack.catalog_uri)
+    identifier = f"{unique('q_again')}.trades"
+    apply_table(catalog, replace(load_table_specs()["market_data.trades"], identifier=identifier))
+    table = catalog.load_table(identifier)
+    table.append(arrow(make_trades(30, seed=45), table))
+    lake = Lake(local_stack.catalog_uri)
+
+    def counts() -> tuple[int, int]:
+        # the unnamed read first: it must not reuse the view an earlier attach left behind
+        unnamed = lake.query("select count(*) n from query_table($name)", {"name": identifier}).to_pylist()[0]["n"]
+        named = lake.query(f"select count(*) n from {identifier}").to_pylist()[0]["n"]
+        return named, unnamed
+
+    lake.attach_tables()
+    assert counts() == (30, 30)
+    table.append(arrow(make_trades(20, seed=46), table))
+    assert counts() == (30, 30)  # a session reads the snapshot it attached
+    lake.attach_tables()
+    assert counts() == (50, 50)
