@@ -7,13 +7,20 @@ import random
 import re
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table.update import RemoveSchemasUpdate
+from pyiceberg.transforms import DayTransform, IdentityTransform, Transform
+from pyiceberg.types import DoubleType, IcebergType, LongType, NestedField, StringType, TimestamptzType
 
 from k2.connect.tables import apply_table, load_table_specs, rest_catalog
 from k2.query.engine import Lake
@@ -276,7 +283,6 @@ def test_escaped_partition_values_are_read_from_the_files(local_stack: LocalStac
 
 
 def test_a_table_with_an_evolved_schema_is_read_with_iceberg_scan(local_stack: LocalStack) -> None:
-    from pyiceberg.types import StringType
 
     catalog = rest_catalog(local_stack.catalog_uri)
     identifier = f"{unique('q_evolved')}.trades"
@@ -426,7 +432,16 @@ def test_other_time_partitions_are_planned_and_read_exactly(local_stack: LocalSt
     )
 
 
-def small_table(local_stack: LocalStack, name: str, schema: Any, spec: Any) -> Any:
+def small_table(
+    local_stack: LocalStack,
+    name: str,
+    columns: Sequence[tuple[str, IcebergType]],
+    partition: tuple[str, Transform[Any, Any], str],
+) -> Any:
+    """A table of optional columns (field ids 1, 2, ...) partitioned by one (column, transform, field name)."""
+    schema = Schema(*(NestedField(i + 1, column, kind, required=False) for i, (column, kind) in enumerate(columns)))
+    source_id = [column for column, _ in columns].index(partition[0]) + 1
+    spec = PartitionSpec(PartitionField(source_id, 1000, partition[1], partition[2]))
     catalog = rest_catalog(local_stack.catalog_uri)
     namespace = unique(name)
     catalog.create_namespace(namespace)
@@ -445,20 +460,9 @@ def planned_rows(local_stack: LocalStack, table: Any, sql: str) -> tuple[str, li
 def test_renamed_columns_are_matched_by_field_id_not_by_name(local_stack: LocalStack) -> None:
     """bid and ask swap names after a file was written; with the old schemas removed the table has one schema
     again, but its file still says bid for what is now ask. read_parquet would match by name."""
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.schema import Schema
-    from pyiceberg.table.update import RemoveSchemasUpdate
-    from pyiceberg.transforms import DayTransform
-    from pyiceberg.types import DoubleType, NestedField, TimestamptzType
 
-    schema = Schema(
-        NestedField(1, "bid", DoubleType(), required=False),
-        NestedField(2, "ask", DoubleType(), required=False),
-        NestedField(3, "trade_time", TimestamptzType(), required=False),
-    )
-    table = small_table(
-        local_stack, "q_swap", schema, PartitionSpec(PartitionField(3, 1000, DayTransform(), "trade_day"))
-    )
+    columns = [("bid", DoubleType()), ("ask", DoubleType()), ("trade_time", TimestamptzType())]
+    table = small_table(local_stack, "q_swap", columns, ("trade_time", DayTransform(), "trade_day"))
     table.append(pa.Table.from_pylist([{"bid": 1.0, "ask": 2.0, "trade_time": DAY0}], schema=table.schema().as_arrow()))
     for old, new in (("bid", "tmp"), ("ask", "bid"), ("tmp", "ask")):
         with table.update_schema() as update:
@@ -473,20 +477,9 @@ def test_renamed_columns_are_matched_by_field_id_not_by_name(local_stack: LocalS
 
 
 def test_a_file_imported_without_a_column_reads_null_there(local_stack: LocalStack, tmp_path: Any) -> None:
-    import pyarrow.parquet as pq
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.schema import Schema
-    from pyiceberg.transforms import DayTransform
-    from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
-    schema = Schema(
-        NestedField(1, "symbol", StringType(), required=False),
-        NestedField(2, "trade_time", TimestamptzType(), required=False),
-        NestedField(3, "extra", LongType(), required=False),
-    )
-    table = small_table(
-        local_stack, "q_import", schema, PartitionSpec(PartitionField(2, 1000, DayTransform(), "trade_day"))
-    )
+    columns = [("symbol", StringType()), ("trade_time", TimestamptzType()), ("extra", LongType())]
+    table = small_table(local_stack, "q_import", columns, ("trade_time", DayTransform(), "trade_day"))
     imported = tmp_path / "imported.parquet"
     stamps = pa.array([DAY0], pa.timestamp("us", tz="UTC"))
     pq.write_table(pa.table({"symbol": pa.array(["B"]), "trade_time": stamps}), imported)
@@ -500,18 +493,9 @@ def test_a_file_imported_without_a_column_reads_null_there(local_stack: LocalSta
 
 
 def test_an_identity_partition_on_a_timestamp_is_planned(local_stack: LocalStack) -> None:
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.schema import Schema
-    from pyiceberg.transforms import IdentityTransform
-    from pyiceberg.types import NestedField, StringType, TimestamptzType
 
-    schema = Schema(
-        NestedField(1, "symbol", StringType(), required=False),
-        NestedField(2, "opened", TimestamptzType(), required=False),
-    )
-    table = small_table(
-        local_stack, "q_idts", schema, PartitionSpec(PartitionField(2, 1000, IdentityTransform(), "opened"))
-    )
+    columns = [("symbol", StringType()), ("opened", TimestamptzType())]
+    table = small_table(local_stack, "q_idts", columns, ("opened", IdentityTransform(), "opened"))
     rows = [{"symbol": s, "opened": DAY0 + timedelta(hours=h)} for h, s in enumerate("ABC")]
     table.append(pa.Table.from_pylist(rows, schema=table.schema().as_arrow()))
     reason, got = planned_rows(
