@@ -1,7 +1,9 @@
 """The real local stack for integration tests: started once per session through the real `k2` command.
 
 It lives in <repo>/.k2-test on ports away from the defaults, so a developer's own stack (./.k2 on the
-default ports) is never touched; `.ci/run` stops it even when tests fail.
+default ports) is never touched; `.ci/run` stops it even when tests fail. K2_TEST_HOME and
+K2_TEST_PORT_OFFSET move it (another state directory, every port shifted), so two test runs on one
+machine do not collide.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_HOME = ROOT / ".k2-test"
+TEST_HOME = Path(os.environ.get("K2_TEST_HOME") or ROOT / ".k2-test").resolve()
+_OFFSET = int(os.environ.get("K2_TEST_PORT_OFFSET") or 0)
 TEST_PORTS = {
-    "K2_KAFKA_PORT": "29092",
-    "K2_CONTROLLER_PORT": "29093",
-    "K2_REGISTRY_PORT": "28081",
-    "K2_CONNECT_PORT": "28083",
-    "K2_CATALOG_PORT": "28181",
+    "K2_KAFKA_PORT": str(29092 + _OFFSET),
+    "K2_CONTROLLER_PORT": str(29093 + _OFFSET),
+    "K2_REGISTRY_PORT": str(28081 + _OFFSET),
+    "K2_CONNECT_PORT": str(28083 + _OFFSET),
+    "K2_CATALOG_PORT": str(28181 + _OFFSET),
 }
 
 
