@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .options import assignments
 from .output import Progress, emit, format_option
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from k2.connect.deploy import ConnectClient
 
 
 def _settings_map(settings: Settings) -> dict[str, str]:
@@ -45,8 +49,16 @@ def deploy_connectors(
       k2 deploy-connectors connect/k2-iceberg-trades.json --set COMMIT_INTERVAL_MS=5000
       k2 deploy-connectors --set CATALOG_URI=http://catalog:8181 --set S3_ENDPOINT=http://minio:9000
     """
-    from k2.connect.deploy import ConnectClient, connector_files, deploy, fill, load_connector, variable_values
-    from k2.connect.exceptions import InvalidConfig
+    from k2.connect.deploy import (
+        ConnectClient,
+        connector_files,
+        deploy,
+        fill,
+        load_connector,
+        variable_values,
+        wait_running,
+    )
+    from k2.connect.exceptions import InvalidConfig, MissingTables
     from k2.schemas.contract import load_topics
 
     topics = {key: spec.name for key, spec in load_topics().items()}
@@ -60,20 +72,25 @@ def deploy_connectors(
     failed = False
     for connector, config in filled:
         try:
-            outcome = deploy(client, connector, config, dry_run)
+            outcome = deploy(client, connector, config, dry_run, settings.catalog_uri)
         except InvalidConfig as exc:
             failed = True
             for key, messages in sorted(exc.errors.items()):
                 click.echo(f"Error: {connector.name}: {key}: {' '.join(messages)}", err=True)
             rows.append({"connector": connector.name, "result": "Invalid", "state": "", "file": str(connector.path)})
             continue
+        except MissingTables as exc:
+            failed = True
+            click.echo(f"Error: {exc}", err=True)
+            rows.append(
+                {"connector": connector.name, "result": "Missing table", "state": "", "file": str(connector.path)}
+            )
+            continue
         state = ""
         if not dry_run:
             if fmt == "table":
                 click.echo(f"{outcome} connector {connector.name}", err=True)
-            from k2.connect.deploy import wait_running
-
-            wait_running(client, connector.name, timeout, Progress())
+            wait_running(client, connector.name, timeout, Progress(), restarted=outcome == "Restarted")
             state = "RUNNING"
         rows.append({"connector": connector.name, "result": outcome, "state": state, "file": str(connector.path)})
     emit(rows, fmt, ("connector", "result", "state", "file"))
@@ -85,36 +102,56 @@ def deploy_connectors(
 def connectors() -> None:
     """Inspect and operate the connectors on Kafka Connect.
 
+    Without NAME, pause/resume/restart/delete act only on the connectors defined in connect/*.json;
+    a connector K2 does not define (another team's) is acted on only when named.
+
     \b
     Examples:
       k2 connectors status
       k2 connectors restart k2-iceberg-trades
-      k2 connectors pause k2-iceberg-trades --format json
+      k2 connectors pause --dry-run --format json
+      k2 connectors delete --yes
     """
 
 
-def _names(client: object, name: str | None) -> list[str]:
-    from k2.connect.deploy import ConnectClient
+def _ours() -> set[str]:
+    from k2.connect.deploy import connector_files, load_connector
 
-    assert isinstance(client, ConnectClient)
-    return [name] if name else sorted(client.names())
+    return {load_connector(path).name for path in connector_files()}
 
 
-def _status_rows(settings: Settings, name: str | None) -> list[dict[str, object]]:
+def _targets(client: ConnectClient, names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(connectors to act on, deployed connectors left alone). Named ones must exist on the worker."""
+    deployed = client.names()
+    if names:
+        unknown = [n for n in names if n not in deployed]
+        if unknown:
+            raise click.ClickException(
+                f"no connector {', '.join(unknown)} on {client.url}; deployed: {', '.join(sorted(deployed)) or 'none'}"
+            )
+        return list(dict.fromkeys(names)), []
+    ours = _ours()
+    return sorted(n for n in deployed if n in ours), sorted(n for n in deployed if n not in ours)
+
+
+def _status_rows(settings: Settings, names: tuple[str, ...]) -> list[dict[str, object]]:
     from k2.connect.deploy import ConnectClient, trace_summary
-    from k2.connect.exceptions import ConnectError
 
     client = ConnectClient(settings.connect_url)
+    ours = _ours()
     rows: list[dict[str, object]] = []
-    for connector in _names(client, name):
+    for connector in names or sorted(client.names()):
         status = client.status(connector)
         if status is None:
-            raise ConnectError(f"no connector {connector!r} on {settings.connect_url}; deployed: {client.names()}")
+            raise click.ClickException(
+                f"no connector {connector!r} on {settings.connect_url}; deployed: {', '.join(client.names()) or 'none'}"
+            )
         tasks = status.get("tasks", [])
         traces = [trace_summary(t["trace"]) for t in tasks if t.get("trace")]
         rows.append(
             {
                 "connector": connector,
+                "defined_in": "connect/" if connector in ours else "",
                 "state": status["connector"]["state"],
                 "tasks": ",".join(f"{t['id']}:{t['state']}" for t in tasks),
                 "worker": status["connector"].get("worker_id", ""),
@@ -125,62 +162,93 @@ def _status_rows(settings: Settings, name: str | None) -> list[dict[str, object]
 
 
 @connectors.command()
-@click.argument("name", required=False)
+@click.argument("names", nargs=-1, metavar="[NAME]...")
 @format_option()
 @click.pass_obj
-def status(settings: Settings, name: str | None, fmt: str) -> None:
-    """State of each connector (or NAME) and its tasks; exits 1 unless all are RUNNING.
+def status(settings: Settings, names: tuple[str, ...], fmt: str) -> None:
+    """State of every connector on the worker (or each NAME) and its tasks.
+
+    Exits 1 unless every connector defined in connect/*.json (or every NAME given) and all its tasks
+    are RUNNING; other teams' connectors are listed but do not change the exit status.
 
     \b
     Examples:
       k2 connectors status
       k2 connectors status k2-iceberg-trades --format json
     """
-    rows = _status_rows(settings, name)
-    emit(rows, fmt, ("connector", "state", "tasks", "worker", "error"))
-    if any(r["state"] != "RUNNING" or "FAILED" in str(r["tasks"]) for r in rows):
+    rows = _status_rows(settings, names)
+    emit(rows, fmt, ("connector", "defined_in", "state", "tasks", "worker", "error"))
+    judged = [r for r in rows if names or r["defined_in"]]
+    if any(r["state"] != "RUNNING" or "FAILED" in str(r["tasks"]) for r in judged):
         sys.exit(1)
 
 
 def _action(verb: str, method: str, path: str, help_text: str) -> click.Command:
-    @click.argument("name", required=False)
+    @click.argument("names", nargs=-1, metavar="[NAME]...")
+    @click.option("--dry-run", is_flag=True, help=f"List the connectors that would {verb}; change nothing.")
     @format_option()
     @click.pass_obj
-    def command(settings: Settings, name: str | None, fmt: str) -> None:
+    def command(settings: Settings, names: tuple[str, ...], dry_run: bool, fmt: str, **extra: bool) -> None:
         from k2.connect.deploy import ConnectClient
 
         client = ConnectClient(settings.connect_url)
-        names = _names(client, name)
-        for connector in names:
-            client.action(method, path.format(name=connector))
-        emit([{"connector": n, "action": verb} for n in names], fmt)
+        targets, others = _targets(client, names)
+        if others:
+            click.echo(
+                f"Leaving {len(others)} connector(s) K2 does not define alone: {', '.join(others)} "
+                f"(name one to {verb} it)",
+                err=True,
+            )
+        if not targets:
+            click.echo(f"No connector to {verb}: none of connect/*.json is deployed on {client.url}.", err=True)
+            emit([], fmt, ("connector", "action"))
+            return
+        click.echo(f"{'Would ' + verb if dry_run else verb.capitalize()}: {', '.join(targets)}", err=True)
+        if verb == "delete" and not dry_run and not extra.get("yes"):
+            if not sys.stdin.isatty():
+                raise click.ClickException(
+                    f"refusing to delete {', '.join(targets)} without --yes (input is not a terminal)"
+                )
+            click.confirm(f"Delete {len(targets)} connector(s) from {client.url}?", abort=True, err=True)
+        for connector in targets:
+            if not dry_run:
+                client.action(method, path.format(name=connector))
+        action = f"would {verb}" if dry_run else ACTIONS_DONE[verb]
+        emit([{"connector": n, "action": action} for n in targets], fmt, ("connector", "action"))
 
     command.__doc__ = help_text
+    if verb == "delete":
+        command = click.option("--yes", is_flag=True, help="Delete without asking (needed when not on a terminal).")(
+            command
+        )
     return connectors.command(name=verb)(command)
 
+
+ACTIONS_DONE = {"pause": "paused", "resume": "resumed", "restart": "restarted", "delete": "deleted"}
+_BULK = "Without NAME: every connector of connect/*.json that is deployed (others are listed and left alone)."
 
 _action(
     "pause",
     "PUT",
     "/connectors/{name}/pause",
-    "Pause a connector (default: all).\n\n\b\nExamples:\n  k2 connectors pause k2-iceberg-trades",
+    f"Pause connectors.\n\n{_BULK}\n\n\b\nExamples:\n  k2 connectors pause\n  k2 connectors pause k2-iceberg-trades",
 )
 _action(
     "resume",
     "PUT",
     "/connectors/{name}/resume",
-    "Resume a paused connector (default: all).\n\n\b\nExamples:\n  k2 connectors resume k2-iceberg-trades",
+    f"Resume paused connectors.\n\n{_BULK}\n\n\b\nExamples:\n  k2 connectors resume\n  k2 connectors resume --dry-run",
 )
 _action(
     "restart",
     "POST",
     "/connectors/{name}/restart?includeTasks=true",
-    "Restart a connector and its tasks (default: all).\n\n\b\nExamples:\n  k2 connectors restart k2-iceberg-trades",
+    f"Restart connectors and their tasks.\n\n{_BULK}\n\n\b\nExamples:\n  k2 connectors restart k2-iceberg-trades",
 )
 _action(
     "delete",
     "DELETE",
     "/connectors/{name}",
-    "Delete a connector from the worker (its file stays in connect/).\n\n\b\nExamples:\n"
-    "  k2 connectors delete k2-iceberg-trades",
+    f"Delete connectors from the worker (their files stay in connect/). Asks first; --yes when not on a "
+    f"terminal.\n\n{_BULK}\n\n\b\nExamples:\n  k2 connectors delete k2-iceberg-trades\n  k2 connectors delete --yes",
 )

@@ -18,11 +18,12 @@ from typing import Any
 
 import requests
 
-from .exceptions import ConnectError, ConnectorFailed, InvalidConfig
+from .exceptions import ConnectError, ConnectorFailed, InvalidConfig, MissingTables
 
 CONNECT_DIR = Path(__file__).resolve().parent
 VARIABLES_FILE = CONNECT_DIR / "variables.toml"
 ENV_PREFIX = "K2_CONNECTOR_"
+RESTART_SETTLE = 15.0  # seconds a restarted part may still show its old FAILED state
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")  # ${NAME}; ${env:VAR} has a colon and is left alone
 
 
@@ -152,9 +153,57 @@ class ConnectClient:
     def names(self) -> list[str]:
         return list(self._call("GET", "/connectors") or [])
 
+    def restart_failed(self, name: str) -> bool:
+        """Restart the connector and those of its tasks that FAILED (KIP-745); True if anything was failed."""
+        status = self.status(name)
+        if status is None or not failed_parts(status):
+            return False
+        self._call("POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
+        return True
+
     def action(self, method: str, path: str) -> None:
         if self._call(method, path) is None:
             raise ConnectError(f"no connector at {self.url}{path.rsplit('/', 1)[0] if path.count('/') > 2 else path}")
+
+
+def failed_parts(status: Mapping[str, Any]) -> list[str]:
+    """``connector`` and/or ``task N`` for each part of a connector status that is FAILED."""
+    parts = ["connector"] if status["connector"]["state"] == "FAILED" else []
+    return parts + [f"task {t['id']}" for t in status.get("tasks", []) if t["state"] == "FAILED"]
+
+
+def tables_written(config: Mapping[str, str]) -> list[str]:
+    """The Iceberg tables a sink config writes to and expects to exist; empty when it creates or routes its own."""
+    if not config.get("connector.class", "").endswith("IcebergSinkConnector"):
+        return []
+    if "true" in (config.get("iceberg.tables.auto-create-enabled"), config.get("iceberg.tables.dynamic-enabled")):
+        return []
+    return [t.strip() for t in config.get("iceberg.tables", "").split(",") if t.strip()]
+
+
+def check_tables(name: str, config: Mapping[str, str], catalog_uri: str) -> None:
+    """Raise MissingTables unless every table the sink writes to exists in its catalog.
+
+    The sink's own ``iceberg.catalog.uri`` is asked when it answers from here; a name only the Connect
+    worker resolves (Compose's http://catalog:8181) falls back to ``catalog_uri``, the CLI's view of the
+    same catalog.
+    """
+    tables = tables_written(config)
+    if not tables or config.get("iceberg.catalog.type", "rest") != "rest":
+        return
+    from .tables import rest_catalog
+
+    uri = config.get("iceberg.catalog.uri") or catalog_uri
+    try:
+        catalog = rest_catalog(uri)
+    except ConnectError:
+        if uri == catalog_uri:
+            raise
+        uri = catalog_uri
+        catalog = rest_catalog(uri)
+    missing = [table for table in tables if not catalog.table_exists(table)]
+    if missing:
+        raise MissingTables(name, missing, uri)
 
 
 def deploy(
@@ -162,18 +211,24 @@ def deploy(
     connector: ConnectorFile,
     config: dict[str, str],
     dry_run: bool,
+    catalog_uri: str,
 ) -> str:
-    """Validate, then create or update; returns Created / Updated / Unchanged (or Valid for a dry run)."""
+    """Validate, check the sink's tables, then create or update.
+
+    Returns Created / Updated / Unchanged, Restarted when an unchanged connector had FAILED parts and
+    they were restarted, or Valid for a dry run.
+    """
     errors = client.validate({"name": connector.name, **config})
     if errors:
         raise InvalidConfig(connector.name, errors)
+    check_tables(connector.name, config, catalog_uri)
     if dry_run:
         return "Valid"
     current = client.config(connector.name)
     if current is not None:
         current.pop("name", None)
         if current == config:
-            return "Unchanged"
+            return "Restarted" if client.restart_failed(connector.name) else "Unchanged"
     client.put_config(connector.name, config)
     return "Created" if current is None else "Updated"
 
@@ -189,19 +244,36 @@ def trace_summary(trace: str) -> str:
 
 
 def wait_running(
-    client: ConnectClient, name: str, timeout: float, progress: Callable[[str], None] | None = None
+    client: ConnectClient,
+    name: str,
+    timeout: float,
+    progress: Callable[[str], None] | None = None,
+    restarted: bool = False,
 ) -> dict[str, Any]:
-    """Wait until the connector and all its tasks are RUNNING; raise ConnectorFailed on FAILED."""
-    deadline = time.monotonic() + timeout
+    """Wait until the connector and all its tasks are RUNNING; raise ConnectorFailed on FAILED.
+
+    After a restart (``restarted``) the worker may still report the old FAILED state for a moment: a part
+    counts as failed again only once it was seen in another state, or after RESTART_SETTLE seconds.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
     state = "UNKNOWN"
+    stale: set[str] | None = None
     while time.monotonic() < deadline:
         status = client.status(name)
         if status:
             connector_state = status["connector"]["state"]
             tasks = status.get("tasks", [])
-            failed = [t for t in tasks if t["state"] == "FAILED"]
-            if connector_state == "FAILED" or failed:
-                trace = status["connector"].get("trace") or (failed[0].get("trace", "") if failed else "")
+            failed = failed_parts(status)
+            if restarted and stale is None:
+                stale = set(failed)
+            if stale is not None:
+                stale &= set(failed)  # a part seen in another state since the restart is no longer stale
+                if time.monotonic() - started > RESTART_SETTLE:
+                    stale.clear()
+            if [part for part in failed if part not in (stale or set())]:
+                failed_tasks = [t for t in tasks if t["state"] == "FAILED"]
+                trace = status["connector"].get("trace") or (failed_tasks[0].get("trace", "") if failed_tasks else "")
                 raise ConnectorFailed(name, trace_summary(trace))
             state = f"connector {connector_state}, tasks " + (",".join(t["state"] for t in tasks) or "none yet")
             if connector_state == "RUNNING" and tasks and all(t["state"] == "RUNNING" for t in tasks):

@@ -15,6 +15,18 @@ class InvalidConfig(ConnectError):
         super().__init__(f"{name} is invalid: {details}")
 
 
+class MissingTables(ConnectError):
+    """A sink would write to tables the catalog does not have (auto-create is off)."""
+
+    def __init__(self, name: str, tables: list[str], catalog_uri: str) -> None:
+        self.name = name
+        self.tables = tables
+        super().__init__(
+            f"{name} writes to {', '.join(tables)}, which the catalog at {catalog_uri} does not have "
+            "(the sink's auto-create is off): run `k2 tables apply` first, then deploy again"
+        )
+
+
 class ConnectorFailed(ConnectError):
     """A connector or one of its tasks reached FAILED."""
 
@@ -22,3 +34,11 @@ class ConnectorFailed(ConnectError):
         self.name = name
         self.summary = summary
         super().__init__(f"{name} FAILED: {summary}")
+
+
+def catalog_unreachable(uri: str, exc: BaseException) -> str:
+    """The one-line message for an Iceberg REST catalog that does not answer (shared by every command)."""
+    return (
+        f"Iceberg REST catalog at {uri} is unreachable ({type(exc).__name__}); start the stack with "
+        "`k2 stack up` or point --catalog-uri / K2_CATALOG_URI at a running catalog"
+    )

@@ -48,6 +48,7 @@ class LocalStack:
         return subprocess.run(
             [sys.executable, "-m", "k2.cli", *args],
             env=self.env,
+            stdin=subprocess.DEVNULL,  # never a terminal: commands that ask must refuse instead
             capture_output=True,
             text=True,
             timeout=timeout,
