@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, RESTError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -35,7 +35,7 @@ from pyiceberg.types import (
 
 from k2.schemas.contract import parsed_schema
 
-from .exceptions import ConnectError
+from .exceptions import ConnectError, catalog_unreachable
 
 TABLES_FILE = Path(__file__).resolve().parent / "tables.toml"
 
@@ -145,7 +145,18 @@ def load_table_specs(path: Path = TABLES_FILE) -> dict[str, TableSpec]:
 
 
 def rest_catalog(uri: str, **properties: str) -> Catalog:
-    return load_catalog("k2", type="rest", uri=uri, **properties)
+    """pyiceberg's REST catalog at ``uri``; an unreachable one is a one-line ConnectError."""
+    import requests
+
+    try:
+        return load_catalog("k2", type="rest", uri=uri, **properties)
+    except requests.RequestException as exc:  # load_catalog asks the server for its /v1/config at once
+        raise ConnectError(catalog_unreachable(uri, exc)) from exc
+    except RESTError as exc:
+        raise ConnectError(
+            f"{uri} did not answer as an Iceberg REST catalog ({str(exc)[:120]}); point --catalog-uri / "
+            "K2_CATALOG_URI at the catalog, or start the local one with `k2 stack up`"
+        ) from exc
 
 
 def _partition_spec(spec: TableSpec) -> PartitionSpec:

@@ -25,6 +25,8 @@ import duckdb
 import pyarrow as pa
 import requests
 
+from k2.connect.exceptions import catalog_unreachable
+
 from .exceptions import QueryError
 from .planner import ScanPlan, iceberg_scan, mentions, plan_scan
 
@@ -67,10 +69,7 @@ class Catalog:
         try:
             response = self.session.get(f"{self.uri}/v1/{path}", timeout=15)
         except requests.RequestException as exc:
-            raise QueryError(
-                f"Iceberg REST catalog at {self.uri} is unreachable ({type(exc).__name__}); start the stack with "
-                "`k2 stack up` or point --catalog-uri / K2_CATALOG_URI at a running catalog"
-            ) from exc
+            raise QueryError(catalog_unreachable(self.uri, exc)) from exc
         if response.status_code == 404:
             return None
         if response.status_code != 200:
