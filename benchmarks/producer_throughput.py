@@ -123,7 +123,7 @@ def run_floor(frames: Path, bootstrap: str, registry: str, queue: Any) -> None:
     from k2.producer.kafka_sink import producer_config, schema_id_for
 
     topic = _topic(bootstrap, "floor")
-    prefix = b"\x00" + schema_id_for(registry, f"{topic}-value").to_bytes(4, "big")
+    prefix = b"\x00" + schema_id_for(registry, topic).to_bytes(4, "big")
     encoder = TradeEncoder()
     records = []
     for line in frames.read_bytes().splitlines():

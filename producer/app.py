@@ -16,7 +16,7 @@ from typing import Any
 from .backfill import PAGE_LIMIT, RestClient
 from .exceptions import BackfillError, BadFrame, ProducerError
 from .frames import CONTROL, SHUTDOWN, parse_frame, trade_from_rest
-from .kafka_sink import KafkaSink, schema_id_for
+from .kafka_sink import KafkaSink, check_topics_exist, schema_id_for
 from .sequencer import Sequencer
 from .websocket import AttemptLimiter, ConnectionStats, StreamConnection, stream_urls
 
@@ -79,7 +79,8 @@ class Pipeline:
 
     def __init__(self, options: ProduceOptions, on_status: Callable[[str], None] | None = None) -> None:
         self.options = options
-        schema_id = schema_id_for(options.registry_url, f"{options.topic}-value")
+        check_topics_exist(options.bootstrap_servers, [options.topic, options.dlq_topic])
+        schema_id = schema_id_for(options.registry_url, options.topic)
         self.sink = KafkaSink(
             options.bootstrap_servers, options.topic, options.dlq_topic, schema_id, **options.producer_overrides
         )

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-from k2.schemas.contract import SCHEMA_DIR, load_schema_text
 
 from .avro import TradeEncoder
 from .exceptions import ProducerError
@@ -51,24 +47,39 @@ def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def schema_id_for(registry_url: str, subject: str, schema_file: str = "trade.avsc") -> int:
-    """The registry id of the trade schema under ``subject``, registering it if it is new there."""
-    schema = Schema(load_schema_text(SCHEMA_DIR / schema_file), "AVRO")
+def schema_id_for(registry_url: str, topic: str) -> int:
+    """The registry id of the trades schema for ``topic``, registered the way `k2 schemas register` does.
+
+    One path for both: a new subject gets the declared compatibility (BACKWARD) before its first version.
+    """
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from k2.schemas.contract import load_topics
+    from k2.schemas.registry import register
+
+    declared = load_topics()["trades"]
+    spec = replace(declared, name=topic)  # --topic may name another topic: its own subject, same contract
+    with SchemaRegistryClient({"url": registry_url}) as client:
+        result = register(client, registry_url, spec)
+    assert result.schema_id is not None  # registered or unchanged: both carry the id
+    return result.schema_id
+
+
+def check_topics_exist(bootstrap_servers: str, topics: list[str]) -> None:
+    """Raise ProducerError naming each topic the broker does not have, before any frame is read."""
+    from k2.schemas.exceptions import TopicError
+    from k2.schemas.topics import admin_client, existing_partitions
+
     try:
-        with SchemaRegistryClient({"url": registry_url}) as client:
-            try:
-                return int(client.lookup_schema(subject, schema).schema_id)
-            except SchemaRegistryError as exc:
-                if exc.http_status_code != 404:
-                    raise
-            return int(client.register_schema(subject, schema))
-    except SchemaRegistryError as exc:
-        raise ProducerError(f"schema registry refused {subject}: {exc.error_message}") from exc
-    except Exception as exc:
+        existing = existing_partitions(admin_client(bootstrap_servers), bootstrap_servers)
+    except TopicError as exc:
+        raise ProducerError(str(exc)) from exc
+    missing = [topic for topic in topics if topic not in existing]
+    if missing:
         raise ProducerError(
-            f"schema registry at {registry_url} is unreachable ({type(exc).__name__}); start the stack with "
-            "`k2 stack up` or set --registry-url / K2_REGISTRY_URL"
-        ) from exc
+            f"topic {', '.join(missing)} does not exist on {bootstrap_servers}: create the declared topics with "
+            "`k2 topics apply`, or pass --topic / --dlq-topic naming existing ones"
+        )
 
 
 class KafkaSink:

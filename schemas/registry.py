@@ -18,7 +18,7 @@ COMPATIBILITY = "BACKWARD"
 class SubjectResult:
     subject: str
     schema_file: str
-    action: str  # registered | unchanged | compatible | incompatible | new subject
+    action: str  # registered | unchanged | set BACKWARD | compatible | incompatible | new subject
     schema_id: int | None = None
     version: int | None = None
 
@@ -45,6 +45,16 @@ def _schema_path(spec: TopicSpec, path: Path | None) -> Path:
     return SCHEMA_DIR / spec.value_schema
 
 
+def _compatibility(client: SchemaRegistryClient, subject: str) -> str | None:
+    """The subject's own compatibility level, None when it has none set (it follows the global one)."""
+    try:
+        return str(client.get_compatibility(subject))
+    except SchemaRegistryError as exc:
+        if exc.http_status_code == 404:
+            return None
+        raise
+
+
 def check(client: SchemaRegistryClient, url: str, spec: TopicSpec, path: Path | None = None) -> SubjectResult:
     """Whether the schema file could be registered under the topic's subject without breaking its rule."""
     schema_path = _schema_path(spec, path)
@@ -64,16 +74,26 @@ def check(client: SchemaRegistryClient, url: str, spec: TopicSpec, path: Path | 
 def register(
     client: SchemaRegistryClient, url: str, spec: TopicSpec, path: Path | None = None, dry_run: bool = False
 ) -> SubjectResult:
-    """Register the schema under ``<topic>-value`` with BACKWARD compatibility; idempotent."""
+    """Register the schema under ``<topic>-value`` with BACKWARD compatibility; idempotent.
+
+    The one registration path (`k2 schemas register` and the producer): a subject whose own compatibility
+    is not BACKWARD (e.g. one an older producer created) gets it set, and says so in ``action``.
+    """
     schema_path = _schema_path(spec, path)
     schema = _schema(schema_path)
     try:
         try:
             found = client.lookup_schema(spec.subject, schema)
-            return SubjectResult(spec.subject, str(schema_path), "unchanged", found.schema_id, found.version)
         except SchemaRegistryError as exc:
             if exc.http_status_code != 404:
                 raise
+        else:
+            action = "unchanged"
+            if _compatibility(client, spec.subject) != COMPATIBILITY:
+                action = f"would set {COMPATIBILITY}" if dry_run else f"set {COMPATIBILITY}"
+                if not dry_run:
+                    client.set_compatibility(spec.subject, COMPATIBILITY)
+            return SubjectResult(spec.subject, str(schema_path), action, found.schema_id, found.version)
         verdict = check(client, url, spec, schema_path)
         if verdict.action == "incompatible":
             raise IncompatibleSchemaError(

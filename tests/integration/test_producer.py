@@ -330,3 +330,41 @@ def test_connections_rotate_by_age_without_losing_anything(local_stack: LocalSta
     assert summary.rotations >= 2 and connections == summary.rotations + 1
     assert summary.gaps_detected == 0 and summary.trades_acknowledged == 1500
     assert_exactly(events, consume(local_stack, topic))
+
+
+def test_producing_to_a_topic_that_does_not_exist_stops_before_reading_a_frame(local_stack: LocalStack) -> None:
+    topic, dlq = make_topics(local_stack)
+    undeclared = unique("undeclared")
+    sample = Path(__file__).parents[2] / "producer" / "samples" / "binance-trades-sample.jsonl"
+    replay = local_stack.k2("produce", "--replay", str(sample), "--topic", undeclared, "--dlq-topic", dlq, timeout=60)
+    assert replay.returncode == 1
+    assert replay.stderr.strip().splitlines() == [
+        f"Error: topic {undeclared} does not exist on {local_stack.bootstrap_servers}: create the declared topics "
+        "with `k2 topics apply`, or pass --topic / --dlq-topic naming existing ones"
+    ]
+    assert replay.stdout == ""
+    with SchemaRegistryClient({"url": local_stack.registry_url}) as registry:
+        subjects = registry.get_subjects()
+    assert f"{undeclared}-value" not in subjects, "nothing is registered for a topic that does not exist"
+
+    events = make_events(50, seed=3)
+    with BinanceStandIn(events, rate=1000) as server:
+        live = local_stack.k2(*produce_cmd(server, topic, undeclared), timeout=60)
+        assert server.connections == 0, "no connection is opened before the topics are checked"
+    assert live.returncode == 1
+    assert len(live.stderr.strip().splitlines()) == 1 and f"topic {undeclared} does not exist" in live.stderr
+
+
+def test_the_producer_registers_its_subject_with_the_declared_compatibility(local_stack: LocalStack) -> None:
+    topic, dlq = make_topics(local_stack)
+    with BinanceStandIn(make_events(30, seed=4), rate=1000) as server:
+        done = local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "30"))
+    assert done.returncode == 0, done.stderr
+    with SchemaRegistryClient({"url": local_stack.registry_url}) as registry:
+        assert registry.get_compatibility(f"{topic}-value") == "BACKWARD"
+        # A subject left without its own level (e.g. by an older producer) gets it on the next start.
+        registry.delete_config(f"{topic}-value")
+        with BinanceStandIn(make_events(30, seed=5), rate=1000) as server:
+            again = local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "30"))
+        assert again.returncode == 0, again.stderr
+        assert registry.get_compatibility(f"{topic}-value") == "BACKWARD"
