@@ -56,6 +56,7 @@ def _port_options(func: Any) -> Any:
 
 
 @stack.command()
+@click.argument("services", nargs=-1, type=click.Choice(SERVICE_NAMES))
 @_port_options
 @click.option(
     "--warehouse",
@@ -72,15 +73,25 @@ def _port_options(func: Any) -> Any:
 @format_option()
 @click.pass_obj
 def up(
-    settings: Settings, warehouse: str | None, s3_endpoint: str | None, timeout: float, fmt: str, **ports: int | None
+    settings: Settings,
+    services: tuple[str, ...],
+    warehouse: str | None,
+    s3_endpoint: str | None,
+    timeout: float,
+    fmt: str,
+    **ports: int | None,
 ) -> None:
-    """Start every service not already running, then wait until each answers its health check.
+    """Start every service (or each SERVICE and what it needs) not already running, then wait until each
+    answers its health check.
 
     Idempotent: healthy services started earlier are left alone. Downloads the jars on first use.
+    The warehouse given with --warehouse is recorded in K2_HOME: later starts keep it until
+    `k2 stack reset`; a running catalog is never switched to another one.
 
     \b
     Examples:
       k2 stack up
+      k2 stack up catalog
       k2 stack up --kafka-port 19092 --timeout 600
       K2_HOME=/tmp/k2 k2 stack up --format json
       k2 stack up --warehouse s3://k2/warehouse --s3-endpoint http://127.0.0.1:9000
@@ -88,12 +99,17 @@ def up(
     flags = {key.removesuffix("_port"): value for key, value in ports.items()}
     the_stack = _stack(settings, warehouse, s3_endpoint, **flags)
     started = time.monotonic()
-    states = the_stack.up(timeout=timeout, progress=Progress())
+    states = the_stack.up(timeout=timeout, progress=Progress(), only=services)
     rows = [s.as_dict() for s in states]
     emit(rows, fmt, STATUS_COLUMNS)
     if fmt == "table":
-        click.echo(f"Stack ready in {time.monotonic() - started:.1f}s (state in {settings.home}).", err=True)
-    if any(s.state != "running" for s in states):
+        where = the_stack.ctx.warehouse_uri or the_stack.ctx.warehouse
+        click.echo(
+            f"Stack ready in {time.monotonic() - started:.1f}s (state in {settings.home}; warehouse {where}).",
+            err=True,
+        )
+    wanted = {svc.name for svc in the_stack.selected(services)}
+    if any(s.state != "running" for s in states if s.service in wanted):
         sys.exit(1)
 
 

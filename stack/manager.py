@@ -10,7 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .exceptions import StackError
@@ -20,6 +20,7 @@ from .services import HOST, SERVICES, Context, Ports, Service, find_java, find_m
 Progress = Callable[[str], None]
 STATE_DIRS = ("logs", "run", "data", "kafka", "connect", "registry", "tmp")
 PORTS_FILE = "ports.json"
+WAREHOUSE_FILE = "warehouse.json"  # where the catalog's warehouse is, as the last `up` that started it said
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,15 @@ def recorded_ports(home: Path) -> dict[str, int]:
     except (OSError, ValueError):
         return {}
     return {k: int(v) for k, v in data.items() if k in Ports.ENV}
+
+
+def recorded_warehouse(home: Path) -> tuple[str | None, str | None]:
+    """(warehouse URI, S3 endpoint) the catalog was last started with in ``home``; (None, None): on disk."""
+    try:
+        data = json.loads((home / WAREHOUSE_FILE).read_text())
+    except (OSError, ValueError):
+        return None, None
+    return data.get("warehouse_uri"), data.get("s3_endpoint")
 
 
 def stack_ports(home: Path, env: Mapping[str, str] | None = None, **flags: int | None) -> Ports:
@@ -177,16 +187,18 @@ class Stack:
                 raise StackError(str(exc)) from exc
             progress(f"Resolved {component.name}: {count} files in {time.monotonic() - started:.0f}s\n")
 
-    def up(self, timeout: float, progress: Progress) -> list[ServiceState]:
-        """Start every service that is not already running and wait until all are healthy."""
+    def up(self, timeout: float, progress: Progress, only: Iterable[str] = ()) -> list[ServiceState]:
+        """Start every service (or those in ``only`` and what they depend on) that is not already running,
+        and wait until all of them are healthy."""
         java = find_java()
-        ctx = Context(self.ctx.home, self.ctx.cache, self.ctx.ports, java)
+        warehouse_uri, s3_endpoint = self._warehouse()
+        ctx = replace(self.ctx, java=java, warehouse_uri=warehouse_uri, s3_endpoint=s3_endpoint)
         self.ctx = ctx
         for sub in ("logs", "run", "data", "tmp"):
             (ctx.home / sub).mkdir(parents=True, exist_ok=True)
 
         pending: list[Service] = []
-        for svc in SERVICES:
+        for svc in self.selected(only):
             if self.pid(svc) is not None:
                 continue  # already ours and alive: waited for below, never restarted
             self._pid_file(svc).unlink(missing_ok=True)
@@ -207,6 +219,9 @@ class Stack:
         # Ports are checked before any download, so a conflict fails in a second, not after minutes.
         self.ensure_artifacts(progress)
         (ctx.home / PORTS_FILE).write_text(json.dumps(ctx.ports.as_dict(), indent=2) + "\n")
+        if any(svc.name == "catalog" for svc in pending):
+            record = {"warehouse_uri": ctx.warehouse_uri, "s3_endpoint": ctx.s3_endpoint}
+            (ctx.home / WAREHOUSE_FILE).write_text(json.dumps(record, indent=2) + "\n")
         components = load_components()
         deadline = time.monotonic() + timeout
         healthy: set[str] = set()
@@ -216,7 +231,7 @@ class Stack:
                     self._spawn(svc, components[svc.component])
                     pending.remove(svc)
             waiting = []
-            for svc in SERVICES:
+            for svc in self.selected(only):
                 if svc.name in healthy or svc in pending:
                     continue
                 pid = self.pid(svc)
@@ -241,6 +256,38 @@ class Stack:
             time.sleep(0.5)
         progress("")
         return self.states()
+
+    def selected(self, only: Iterable[str] = ()) -> list[Service]:
+        """The services named in ``only`` with everything they depend on, in start order (all if none)."""
+        names = set(only)
+        if not names:
+            return list(SERVICES)
+        for svc in reversed(SERVICES):  # dependencies come earlier in SERVICES
+            if svc.name in names:
+                names.update(svc.depends_on)
+        return [svc for svc in SERVICES if svc.name in names]
+
+    def _warehouse(self) -> tuple[str | None, str | None]:
+        """The catalog's warehouse: as given (--warehouse/--s3-endpoint), else as this state directory
+        recorded when the catalog last started (so a plain `up` never moves an S3 catalog back to disk).
+        A running catalog cannot be switched to another warehouse."""
+        recorded_uri, recorded_endpoint = recorded_warehouse(self.ctx.home)
+        warehouse_uri = self.ctx.warehouse_uri or recorded_uri
+        s3_endpoint = self.ctx.s3_endpoint or (recorded_endpoint if warehouse_uri == recorded_uri else None)
+        if warehouse_uri and not warehouse_uri.startswith("s3://"):
+            raise StackError(f"--warehouse {warehouse_uri!r} is not s3://bucket/prefix (leave it out for local disk)")
+        if warehouse_uri and not s3_endpoint:
+            raise StackError("an s3:// warehouse needs --s3-endpoint (or K2_S3_ENDPOINT), e.g. http://127.0.0.1:9000")
+        if not warehouse_uri:
+            s3_endpoint = None
+        running = self.pid(service("catalog")) is not None
+        if running and (warehouse_uri, s3_endpoint) != (recorded_uri, recorded_endpoint):
+            where = recorded_uri or str(self.ctx.warehouse)
+            raise StackError(
+                f"the catalog already runs with warehouse {where}; stop it with `k2 stack down` before starting it "
+                f"on {warehouse_uri or 'local disk'}"
+            )
+        return warehouse_uri, s3_endpoint
 
     def _spawn(self, svc: Service, component: Component) -> None:
         cmd, extra_env, workdir = svc.prepare(self.ctx, component)
@@ -303,7 +350,7 @@ class Stack:
     def reset(self, include_cache: bool) -> list[Path]:
         """Delete the stack's state (and the artifact cache if asked). Call ``down`` first."""
         removed = []
-        for name in (*STATE_DIRS, PORTS_FILE):
+        for name in (*STATE_DIRS, PORTS_FILE, WAREHOUSE_FILE):
             path = self.ctx.home / name
             if path.is_dir():
                 shutil.rmtree(path)

@@ -22,9 +22,6 @@ import requests
 
 from k2.connect.tables import TableSpec, apply_table, load_table_specs, rest_catalog
 from k2.producer.standin import BinanceStandIn, Script
-from k2.stack.manager import default_cache
-from k2.stack.resolve import load_components
-from k2.stack.services import Context, Ports, service
 
 from .conftest import LocalStack, unique
 from .test_producer import BAD_FRAMES, SYMBOLS, make_events, make_topics, produce_cmd
@@ -287,8 +284,8 @@ def _wait_http(url: str, timeout: float = 60) -> None:
 
 
 @pytest.fixture
-def s3_catalog(local_stack: LocalStack, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """moto's S3 server (from PyPI) and a second REST catalog, started by the stack's own code, on it."""
+def moto_s3(local_stack: LocalStack) -> Iterator[str]:
+    """moto's S3 server (from PyPI) with an empty bucket k2-it; yields its endpoint."""
     import boto3
 
     s3_port = _free_port()
@@ -298,7 +295,6 @@ def s3_catalog(local_stack: LocalStack, tmp_path: Path) -> Iterator[dict[str, st
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{s3_port}"
-    catalog_proc = None
     try:
         _wait_http(endpoint)
         boto3.client(
@@ -308,75 +304,61 @@ def s3_catalog(local_stack: LocalStack, tmp_path: Path) -> Iterator[dict[str, st
             aws_access_key_id=local_stack.env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=local_stack.env["AWS_SECRET_ACCESS_KEY"],
         ).create_bucket(Bucket="k2-it")
-        port = _free_port()
-        ctx = Context(
-            tmp_path / "s3home",
-            default_cache(),
-            Ports(catalog=port),
-            warehouse_uri="s3://k2-it/warehouse",
-            s3_endpoint=endpoint,
-        )
-        catalog_service = service("catalog")
-        cmd, env, workdir = catalog_service.prepare(ctx, load_components()[catalog_service.component])
-        (ctx.home / "tmp").mkdir(parents=True, exist_ok=True)
-        catalog_proc = subprocess.Popen(
-            cmd, env={**local_stack.env, **env}, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        uri = f"http://127.0.0.1:{port}"
-        _wait_http(f"{uri}/v1/config")
-        yield {"endpoint": endpoint, "uri": uri}
+        yield endpoint
     finally:
-        for proc in (catalog_proc, moto):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(30)
+        moto.terminate()
+        moto.wait(30)
 
 
-def test_the_same_connector_file_lands_on_s3_and_k2_query_reads_it(
-    local_stack: LocalStack, s3_catalog: dict[str, str], tmp_path: Path
+def test_the_stack_runs_its_catalog_on_s3_from_stack_up_to_k2_query(
+    local_stack: LocalStack, moto_s3: str, tmp_path: Path
 ) -> None:
-    topic, dlq = make_topics(local_stack)
-    table = f"{unique('s3')}.trades"
-    s3_env = {"AWS_REGION": "us-east-1"}
-    catalog = rest_catalog(
-        s3_catalog["uri"],
-        **{
-            "s3.endpoint": s3_catalog["endpoint"],
-            "s3.access-key-id": local_stack.env["AWS_ACCESS_KEY_ID"],
-            "s3.secret-access-key": local_stack.env["AWS_SECRET_ACCESS_KEY"],
-            "s3.region": "us-east-1",
-        },
-    )
-    apply_table(catalog, table_spec(table))
+    """`k2 stack up catalog --warehouse s3://...` (a second state directory), then tables, sink, producer, query."""
+    catalog_uri = f"http://127.0.0.1:{_free_port()}"
+    s3_env = {
+        "K2_HOME": str(tmp_path / "s3home"),
+        "K2_CATALOG_PORT": catalog_uri.rsplit(":", 1)[1],
+        "K2_CATALOG_URI": catalog_uri,
+        "K2_S3_ENDPOINT": moto_s3,
+        "AWS_REGION": "us-east-1",
+    }
+    s3_stack = replace(local_stack, env={**local_stack.env, **s3_env})
     path = connector_copy(tmp_path)
     try:
-        deployed = deploy(
-            local_stack,
-            path,
-            topic,
-            table,
-            "--set",
-            f"CATALOG_URI={s3_catalog['uri']}",
-            "--set",
-            f"S3_ENDPOINT={s3_catalog['endpoint']}",
-        )
+        up = s3_stack.k2("stack", "up", "catalog", "--warehouse", "s3://k2-it/warehouse", "--s3-endpoint", moto_s3)
+        assert up.returncode == 0, up.stderr
+        assert "warehouse s3://k2-it/warehouse" in up.stderr
+        switch = s3_stack.k2("stack", "up", "catalog", "--warehouse", "s3://k2-it/elsewhere")
+        assert switch.returncode == 1 and "already runs with warehouse s3://k2-it/warehouse" in switch.stderr
+
+        applied = s3_stack.k2("tables", "apply", "--format", "json")
+        assert applied.returncode == 0, applied.stderr
+        table = "market_data.trades"
+        loaded = requests.get(f"{catalog_uri}/v1/namespaces/market_data/tables/trades", timeout=30).json()
+        assert loaded["metadata-location"].startswith("s3://k2-it/warehouse/"), loaded["metadata-location"]
+
+        topic, dlq = make_topics(local_stack)
+        deployed = deploy(s3_stack, path, topic, table, "--set", f"S3_ENDPOINT={moto_s3}")
         assert deployed.returncode == 0, deployed.stderr
         assert local_stack.env["AWS_SECRET_ACCESS_KEY"] not in deployed.stdout + deployed.stderr
         shown = requests.get(f"{local_stack.connect_url}/connectors/{path.stem}/config", timeout=30).json()
-        assert shown["iceberg.catalog.s3.secret-access-key"] == "${env:AWS_SECRET_ACCESS_KEY}", (
-            "secret left to the worker"
-        )
+        assert shown["iceberg.catalog.uri"] == catalog_uri
+        assert shown["iceberg.catalog.s3.secret-access-key"] == "${env:AWS_SECRET_ACCESS_KEY}", "left to the worker"
         events = make_events(1200, seed=23)
         with BinanceStandIn(events, rate=1000) as server:
             done = local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "1200"))
         assert done.returncode == 0, done.stderr
-        env = {"K2_CATALOG_URI": s3_catalog["uri"], "K2_S3_ENDPOINT": s3_catalog["endpoint"], **s3_env}
-        assert wait_for_rows(local_stack, table, 1200, env=env) == 1200
-        assert_table_holds_exactly(local_stack, table, events, env)
-        location = catalog.load_table(table).metadata_location
-        assert location.startswith("s3://k2-it/warehouse/")
+        assert wait_for_rows(s3_stack, table, 1200, env=s3_env) == 1200
+        assert_table_holds_exactly(s3_stack, table, events, s3_env)
+
+        # A plain restart keeps the recorded S3 warehouse: the same rows are there.
+        assert s3_stack.k2("stack", "down").returncode == 0
+        again = s3_stack.k2("stack", "up", "catalog")
+        assert again.returncode == 0 and "warehouse s3://k2-it/warehouse" in again.stderr, again.stderr
+        assert query(s3_stack, f"select count(*) as n from {table}", s3_env) == [{"n": 1200}]
     finally:
         requests.delete(f"{local_stack.connect_url}/connectors/{path.stem}", timeout=30)
+        s3_stack.k2("stack", "down")
 
 
 def test_the_main_job_runs_end_to_end_offline(local_stack: LocalStack) -> None:

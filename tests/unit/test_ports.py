@@ -155,3 +155,25 @@ def test_reset_needs_yes_without_a_terminal(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "pass --yes" in result.output
     assert (tmp_path / "data").is_dir()
+
+
+def test_starting_some_services_brings_what_they_depend_on(tmp_path: Path) -> None:
+    from k2.stack.manager import Stack
+    from k2.stack.services import Context
+
+    the_stack = Stack(Context(tmp_path, tmp_path, Ports()))
+    assert [s.name for s in the_stack.selected(["connect"])] == ["kafka", "registry", "connect"]
+    assert [s.name for s in the_stack.selected(["catalog"])] == ["catalog"]
+    assert [s.name for s in the_stack.selected([])] == ["kafka", "registry", "catalog", "connect"]
+
+
+def test_a_warehouse_that_is_not_s3_or_lacks_an_endpoint_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    runner = CliRunner()
+    home = str(tmp_path / "home")
+    no_endpoint = runner.invoke(
+        cli, ["--home", home, "stack", "up", "--warehouse", "s3://b/w"], env={"K2_S3_ENDPOINT": ""}
+    )
+    assert no_endpoint.exit_code == 1 and "needs --s3-endpoint" in no_endpoint.output
+    not_s3 = runner.invoke(cli, ["--home", home, "stack", "up", "--warehouse", "/tmp/w", "--s3-endpoint", "http://x"])
+    assert not_s3.exit_code == 1 and "is not s3://bucket/prefix" in not_s3.output
+    assert not (tmp_path / "home" / "run").exists() or not any((tmp_path / "home" / "run").iterdir())
