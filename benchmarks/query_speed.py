@@ -31,7 +31,7 @@ import pyarrow as pa
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"]
 DAYS = 5
 START = datetime(2026, 11, 1, tzinfo=UTC)
-DECIMAL = pa.decimal128(18, 8)
+DECIMAL = pa.decimal128(28, 8)  # schemas/trade.avsc
 
 QUERIES = {
     "count per symbol": "select symbol, count(*) from {t} group by symbol",

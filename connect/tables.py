@@ -227,7 +227,8 @@ def apply_table(catalog: Catalog, spec: TableSpec, dry_run: bool = False) -> dic
     if problems:
         raise TableSpecError(
             f"{spec.identifier} exists with a different layout ({'; '.join(problems)}); that needs a rewrite, which "
-            "`k2 tables apply` never does: create a new table (e.g. market_data.trades_v2) and point the sink at it"
+            "`k2 tables apply` never does: create a new table (e.g. market_data.trades_v2) and point the sink at it, "
+            "or, on the local stack, start over with `k2 stack reset`"
         )
     added = [name for name in declared if name not in current]
     differing = {k: v for k, v in spec.properties.items() if table.properties.get(k) != v}

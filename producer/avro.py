@@ -17,16 +17,17 @@ from .exceptions import ProducerError
 if TYPE_CHECKING:
     from .frames import Trade
 
+PRECISION = 28
 SCALE = 8
-MAX_UNSCALED = 10**18 - 1  # decimal(18, 8)
+MAX_UNSCALED = 10**PRECISION - 1  # decimal(28, 8): see schemas/trade.avsc
 
 # (name, Avro type as written below) in schema order.
 LAYOUT = (
     ("exchange", "string"),
     ("symbol", "string"),
     ("trade_id", "long"),
-    ("price", "decimal(18,8)"),
-    ("quantity", "decimal(18,8)"),
+    ("price", f"decimal({PRECISION},{SCALE})"),
+    ("quantity", f"decimal({PRECISION},{SCALE})"),
     ("side", "string"),
     ("is_buyer_maker", "boolean"),
     ("trade_time", "timestamp-millis"),

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from .avro import MAX_UNSCALED, SCALE
+from .avro import MAX_UNSCALED, PRECISION, SCALE
 from .exceptions import BadFrame
 
 
@@ -52,7 +52,7 @@ def parse_decimal(value: Any, field: str) -> int:
     if unscaled <= 0:
         raise BadFrame(f"{field} {value!r} is not positive")
     if unscaled > MAX_UNSCALED:
-        raise BadFrame(f"{field} {value[:40]!r} does not fit decimal(18,8)")
+        raise BadFrame(f"{field} {value[:40]!r} does not fit decimal({PRECISION},{SCALE})")
     return unscaled
 
 

@@ -10,6 +10,9 @@
 -- candles_5m: final results only (EMIT FINAL), one row per window once grace has passed and a
 -- later trade of that symbol advanced stream time. candles_5m_changelog: every update (EMIT
 -- CHANGES), for dashboards. Both write Avro to their own topics for Kafka UI and other consumers.
+-- Sums are widened: ksqlDB keeps SUM in its argument's type and fails the query when it overflows
+-- (DecimalSumKudaf), so volume sums DECIMAL(38,8) (10^30 units; trades are DECIMAL(28,8)) and
+-- quote_volume sums the exact product as DECIMAL(38,16) (up to 10^22 in the quote asset).
 -- Variables: candles_topic_prefix.
 DEFINE candles_topic_prefix = 'market.crypto.candles.binance.';
 
@@ -22,9 +25,9 @@ SELECT
     MAX(price) AS high,
     MIN(price) AS low,
     LATEST_BY_OFFSET(price) AS close,
-    SUM(quantity) AS volume,
-    SUM(price * quantity) AS quote_volume,
-    SUM(price * quantity) / SUM(quantity) AS vwap,
+    SUM(CAST(quantity AS DECIMAL(38, 8))) AS volume,
+    SUM(CAST(price * quantity AS DECIMAL(38, 16))) AS quote_volume,
+    SUM(CAST(price * quantity AS DECIMAL(38, 16))) / SUM(CAST(quantity AS DECIMAL(38, 8))) AS vwap,
     COUNT(*) AS trade_count
 FROM trades_stream
 WINDOW TUMBLING (SIZE 5 MINUTES, GRACE PERIOD 30 SECONDS)
@@ -40,9 +43,9 @@ SELECT
     MAX(price) AS high,
     MIN(price) AS low,
     LATEST_BY_OFFSET(price) AS close,
-    SUM(quantity) AS volume,
-    SUM(price * quantity) AS quote_volume,
-    SUM(price * quantity) / SUM(quantity) AS vwap,
+    SUM(CAST(quantity AS DECIMAL(38, 8))) AS volume,
+    SUM(CAST(price * quantity AS DECIMAL(38, 16))) AS quote_volume,
+    SUM(CAST(price * quantity AS DECIMAL(38, 16))) / SUM(CAST(quantity AS DECIMAL(38, 8))) AS vwap,
     COUNT(*) AS trade_count
 FROM trades_stream
 WINDOW TUMBLING (SIZE 5 MINUTES, GRACE PERIOD 30 SECONDS)

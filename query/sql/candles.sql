@@ -1,7 +1,9 @@
 -- OHLCV candles of one symbol, oldest first. Used by `k2 candles`; runnable by hand in `k2 query`
 -- after replacing the $parameters.
 --   open / close: first / last trade by (trade_time, trade_id), never by file or arrival order;
---   volume: sum of quantities; quote_volume: sum of price * quantity, exact (DECIMAL(38,16));
+--   volume: sum of quantities, exact (DuckDB sums DECIMAL(28,8) as DECIMAL(38,8): 10^30 units);
+--   quote_volume: sum of price * quantity, exact (DECIMAL(38,16): up to 10^22 in the quote asset,
+--   past which DuckDB raises an overflow error rather than round);
 --   vwap = quote_volume / volume, rounded half-even to 8 decimals by the caller (DuckDB would
 --   divide decimals in floating point).
 -- Parameters: $symbol, $bucket (an INTERVAL such as '1 minute'), $since and $until (TIMESTAMPTZ).

@@ -1,5 +1,7 @@
 -- Volume per symbol over a window, largest first. Used by `k2 volume`.
---   volume: sum of quantities; quote_volume: sum of price * quantity, exact (DECIMAL(38,16));
+--   volume: sum of quantities, exact (DuckDB sums DECIMAL(28,8) as DECIMAL(38,8): 10^30 units);
+--   quote_volume: sum of price * quantity, exact (DECIMAL(38,16): up to 10^22 in the quote asset,
+--   past which DuckDB raises an overflow error rather than round);
 --   vwap = quote_volume / volume, rounded half-even to 8 decimals by the caller.
 -- Parameters: $since and $until (TIMESTAMPTZ); $symbols (a list of symbols; empty for all).
 SELECT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -12,8 +13,8 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,75 @@ def test_trades_land_exactly_once_with_exact_values_and_partitions(
     }
     days = {datetime.fromtimestamp(e["T"] / 1000, UTC).date().isoformat() for e in events}
     assert partitions == {(day, symbol) for day in days for symbol in SYMBOLS}
+
+
+def meme_coin_events(count: int, seed: int) -> list[dict[str, Any]]:
+    """PEPEUSDT-like trades: prices near 10^-5, quantities from 10^10 to 9.2x10^12 units (Binance's LOT_SIZE
+    maxQty for PEPEUSDT), and a few at the widest value the contract holds, 10^20 - 10^-8."""
+    rng = random.Random(seed)
+    start = 1_790_000_000_000
+    events = []
+    for index in range(count):
+        widest = index % 50 == 7
+        quantity = "99999999999999999999.99999999" if widest else f"{rng.randrange(10**18, 922 * 10**18) / 10**8:.8f}"
+        events.append(
+            {
+                "e": "trade",
+                "E": start + index * 20 + 1,
+                "s": "PEPEUSDT",
+                "t": 5_000_000 + index,
+                "p": "0.00000001" if widest else f"0.0000{rng.randrange(800, 1500)}",
+                "q": quantity,
+                "T": start + index * 20,
+                "m": rng.random() < 0.5,
+                "M": True,
+            }
+        )
+    return events
+
+
+def test_meme_coin_quantities_land_exactly_and_sum_without_overflow(
+    local_stack: LocalStack, sink: dict[str, str]
+) -> None:
+    """Quantities past decimal(18,8) (10^10 units) are trades, not dead letters, all the way to k2 volume."""
+    assert deploy(local_stack, Path(sink["file"]), sink["topic"], sink["table"]).returncode == 0
+    events = meme_coin_events(300, seed=8)
+    with BinanceStandIn(events, rate=1000) as server:
+        args = produce_cmd(server, sink["topic"], sink["dlq"], "--max-messages", "300")
+        args[args.index("--symbols") + 1] = "PEPEUSDT"
+        done = local_stack.k2(*args)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["dead_lettered"] == 0 and summary["trades_acknowledged"] == 300
+    assert wait_for_rows(local_stack, sink["table"], 300) == 300
+    assert_table_holds_exactly(local_stack, sink["table"], events)
+
+    quantities = [Decimal(str(e["q"])) for e in events]
+    with localcontext(prec=80):  # Python's default 28 digits would round these sums; DuckDB's must not
+        total = sum(quantities, Decimal(0))
+        quote = sum((Decimal(str(e["p"])) * Decimal(str(e["q"])) for e in events), Decimal(0))
+    assert sum(q for q in quantities if q > Decimal("9.99e19")) >= Decimal("6e20")  # past decimal(28,8) itself
+    day = datetime.fromtimestamp(int(events[0]["T"]) / 1000, UTC).date()
+    since, until = f"{day}T00:00:00Z", f"{day + timedelta(days=1)}T00:00:00Z"
+    shown = local_stack.k2("volume", "--since", since, "--until", until, "--table", sink["table"], "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    (row,) = json.loads(shown.stdout)
+    assert (Decimal(row["volume"]), Decimal(row["quote_volume"]), row["trade_count"]) == (total, quote, 300)
+    as_trades = [
+        {
+            "symbol": e["s"],
+            "trade_id": e["t"],
+            "price": Decimal(str(e["p"])),
+            "quantity": Decimal(str(e["q"])),
+            "trade_time": datetime.fromtimestamp(int(e["T"]) / 1000, UTC),
+        }
+        for e in events
+    ]
+    candles = local_stack.k2("candles", "PEPEUSDT", "--interval", "1m", "--table", sink["table"], "--format", "json")
+    assert candles.returncode == 0, candles.stderr
+    with localcontext(prec=80):
+        expected = normalised(expected_candles(as_trades, "PEPEUSDT", "1m"))
+    assert normalised(json.loads(candles.stdout)) == expected
 
 
 def _pid(stack: LocalStack, name: str) -> int:

@@ -48,7 +48,22 @@ def test_encoder_output_decodes_with_fastavro_exactly() -> None:
     }
 
 
-@pytest.mark.parametrize("price", ["0.00000001", "1", "9999999999.99999999", "127.5", "128", "255.00000001"])
+@pytest.mark.parametrize(
+    "price",
+    [
+        "0.00000001",
+        "1",
+        "9999999999.99999999",
+        "127.5",
+        "128",
+        "255.00000001",
+        # meme-coin quantities and the widest value the contract holds: decimal(28,8)
+        "12345678901.00000000",
+        "9223372036854.77580000",
+        "9223372036854775807",
+        "99999999999999999999.99999999",
+    ],
+)
 def test_encoder_matches_fastavro_byte_for_byte(price: str) -> None:
     schema = parsed_schema("trade.avsc")
     record = {
@@ -90,7 +105,7 @@ def test_a_schema_change_without_an_encoder_change_is_refused() -> None:
         (frame(p="0.00000000"), "price '0.00000000' is not positive"),
         (frame(q="0"), "quantity '0' is not positive"),
         (frame(p="1.000000001"), "price '1.000000001' has more than 8 decimal places"),
-        (frame(p="12345678901.0"), "price '12345678901.0' does not fit decimal(18,8)"),
+        (frame(p="123456789012345678901.0"), "price '123456789012345678901.0' does not fit decimal(28,8)"),
         (frame(t="42"), "trade_id (t) is missing or not a non-negative integer"),
         (frame(T=None), "trade_time (T) is missing or not a non-negative integer"),
         (frame(m="yes"), "is_buyer_maker (m) is missing or not a boolean"),
@@ -102,6 +117,14 @@ def test_bad_frames_carry_a_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(BadFrame) as caught:
         parse_frame(raw)
     assert caught.value.reason == reason
+
+
+def test_meme_coin_quantities_are_trades_not_dead_letters() -> None:
+    trade = parse_frame(frame(s="PEPEUSDT", p="0.00001234", q="9223372036854.77580000"))
+    assert isinstance(trade, Trade)
+    assert trade.quantity == 922337203685477580000
+    widest = parse_frame(frame(q="99999999999999999999.99999999"))
+    assert isinstance(widest, Trade) and widest.quantity == 10**28 - 1
 
 
 def test_trailing_zeros_beyond_8_places_are_exact_not_rejected() -> None:
