@@ -76,26 +76,42 @@ def _duration(text: str) -> timedelta:
 @click.argument("table")
 @click.option("--retain", default="1h", show_default=True, help="Keep snapshots younger than this.")
 @click.option("--orphan-age", default="1h", show_default=True, help="Only delete unreferenced files older than this.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the plan (partitions, snapshots, files and bytes); change nothing."
+)
 @format_option()
 @click.pass_obj
-def maintain(settings: Settings, table: str, retain: str, orphan_age: str, fmt: str) -> None:
+def maintain(settings: Settings, table: str, retain: str, orphan_age: str, dry_run: bool, fmt: str) -> None:
     """Compact finished partitions, expire old snapshots, delete files nothing references any more.
 
-    Partitions older than the current UTC day with several files are rewritten into one sorted file
-    each, committed only if the connector did not commit in between (retried otherwise), so query
-    results never change. Reports data files and bytes, and files on disk, before and after.
+    Works on any table: partitions and sort order are read from the table. Partitions whose time range
+    ended before the current UTC day (every partition, for a table without a time partition) holding
+    several files are rewritten into one file each, sorted by the table's sort order, committed only if
+    the connector did not commit into them in between (retried otherwise), so query results never
+    change. Snapshots older than --retain are expired except branch and tag heads; files that no
+    snapshot, branch, tag, metadata or statistics file references are deleted. Reports data files and
+    bytes, and files on disk, before and after; --dry-run prints the plan as rows of step, target,
+    count and bytes instead.
 
     \b
     Examples:
       k2 tables maintain market_data.trades
+      k2 tables maintain market_data.trades --dry-run
       k2 tables maintain market_data.trades --retain 24h --format json
     """
+    from k2.connect.exceptions import ConnectError
+    from k2.connect.maintenance import PLAN_COLUMNS, plan
     from k2.connect.maintenance import maintain as run_maintenance
     from k2.connect.tables import rest_catalog
 
-    report = run_maintenance(
-        rest_catalog(settings.catalog_uri), table, retain=_duration(retain), orphan_age=_duration(orphan_age)
-    )
+    catalog = rest_catalog(settings.catalog_uri)
+    if dry_run:
+        planned = plan(catalog, table, retain=_duration(retain), orphan_age=_duration(orphan_age))
+        emit(planned.rows(), fmt, PLAN_COLUMNS)
+        if planned.refused:
+            raise ConnectError(planned.refused)
+        return
+    report = run_maintenance(catalog, table, retain=_duration(retain), orphan_age=_duration(orphan_age))
     if fmt == "table":
         emit([{"metric": k, "value": v} for k, v in report.as_dict().items()], fmt)
     else:

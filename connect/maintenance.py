@@ -1,31 +1,101 @@
 """Keeping a table the sink commits to every few seconds healthy: compact, expire, delete orphans.
 
-* Compaction rewrites each partition the sink has finished (older than the current UTC day) that holds
-  more than one data file into one file sorted by symbol, trade_time, trade_id. Each rewrite is an
-  overwrite of exactly that partition's rows, committed only if the table did not change since the
-  partition was read (Iceberg's optimistic concurrency); when the connector commits in between, the
-  partition is read again and retried. The connector's own appends always retry cleanly.
-* Snapshots older than ``retain`` are expired (the current one never is).
-* Files under the table's location that no remaining snapshot or metadata file references, and that
-  are older than ``orphan_age`` (so files of a commit still in flight are never touched), are deleted.
-  pyiceberg's expiry leaves them behind, so this step is what frees the disk.
+Every table in the catalog can be maintained; its layout is read from the table itself.
+
+* Compaction rewrites each finished partition that holds more than one data file into one file, its
+  rows sorted by the table's sort order (the sort fields' transforms, directions and null orders; rows
+  as read when the table has none). A partition is the tuple of the current partition spec's values,
+  and it is finished when the time range of every year/month/day/hour field ends before the current
+  UTC day starts. A table with no time field in its spec (unpartitioned, or identity fields only) has
+  no such end, so each of its partitions is compacted whenever it holds more than one file. Each
+  rewrite is an overwrite of exactly that partition's rows, selected by a pyiceberg expression built
+  from the spec's transforms (identity: equal or IS NULL; year/month/day/hour: a half-open time range);
+  a spec with a transform that has no exact row filter (bucket, truncate) is refused, never guessed.
+  A rewrite commits only if the table did not change under the partition since it was read (Iceberg's
+  optimistic concurrency); when the connector commits in between, the partition is read again and
+  retried. The connector's own appends always retry cleanly.
+* Snapshots committed before the run started minus ``retain`` are expired, except the head of every
+  branch and tag (the current snapshot is main's head, unless the compaction replaced it). The
+  compaction's own intermediate snapshots (pyiceberg's overwrite commits a delete then an append, and
+  the delete snapshot lacks the partition being rewritten) are expired too, so time travel never lands
+  on them; ``snapshots_expired`` counts only snapshots that existed when the run started.
+* Files under the table's location that existed when the run started, are older than ``orphan_age``
+  and that nothing kept references are deleted. Kept references: the current metadata file and the
+  metadata log, every statistics and partition-statistics file the metadata lists (the catalog drops
+  those of a snapshot it expires), Hadoop's ``.crc`` checksum beside a kept file, ``version-hint.text``,
+  and of every remaining snapshot (which includes every snapshot a branch or tag points at) its manifest
+  list, its manifests and the data and delete files live in them. pyiceberg's expiry leaves
+  unreferenced files behind, so this step is what frees the disk. Files written after the run started
+  (a connector commit in flight) are never touched, except the manifests of the compaction's own
+  expired intermediate snapshots, which this run wrote and no one else can reference
+  (``intermediate_files_deleted``; the plan cannot count them, they do not exist yet).
+
+``plan`` computes all three steps without changing anything (``k2 tables maintain --dry-run``);
+``maintain`` computes the same plan, carries it out and reports the numbers the plan predicted.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.exceptions import CommitFailedException, NoSuchNamespaceError, NoSuchTableError, ValidationException
+from pyiceberg.expressions import (
+    AlwaysTrue,
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThanOrEqual,
+    IsNull,
+    LessThan,
+    Reference,
+)
+from pyiceberg.expressions.literals import literal
+from pyiceberg.manifest import ManifestFile
 from pyiceberg.table import Table
+from pyiceberg.table.refs import MAIN_BRANCH
+from pyiceberg.table.snapshots import Snapshot
+from pyiceberg.table.sorting import NullOrder, SortDirection
+from pyiceberg.transforms import (
+    DayTransform,
+    HourTransform,
+    IdentityTransform,
+    MonthTransform,
+    TimeTransform,
+    Transform,
+    VoidTransform,
+    YearTransform,
+)
+from pyiceberg.types import (
+    BooleanType,
+    DateType,
+    IcebergType,
+    IntegerType,
+    LongType,
+    StringType,
+    TimestampType,
+    TimestamptzType,
+)
 
 from .exceptions import ConnectError
+
+# Snapshot summary property marking the snapshots one compaction run commits.
+RUN_PROPERTY = "k2.maintenance-run"
+# Source types an identity partition value can be compared with exactly.
+IDENTITY_TYPES = (StringType, IntegerType, LongType, DateType, TimestampType, TimestamptzType, BooleanType)
+TIME_SOURCE_TYPES = (DateType, TimestampType, TimestamptzType)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PLAN_COLUMNS = ("step", "target", "count", "bytes")
 
 
 @dataclass
@@ -43,16 +113,274 @@ class MaintainReport:
     commit_retries: int = 0
     snapshots_expired: int = 0
     orphans_deleted: int = 0
+    orphan_bytes_deleted: int = 0
+    intermediate_files_deleted: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def _live_files(table: Table) -> tuple[int, int]:
-    if table.current_snapshot() is None:
-        return 0, 0
-    files = table.inspect.files()
-    return files.num_rows, int(pa.compute.sum(files["file_size_in_bytes"]).as_py() or 0)
+@dataclass(frozen=True)
+class SpecField:
+    """One field of the current partition spec, with the column its values come from."""
+
+    name: str
+    column: str
+    source_type: IcebergType
+    transform: Transform[Any, Any]
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A partition to compact: its name (field=value/...), its exact row filter and its live data files."""
+
+    label: str
+    row_filter: BooleanExpression
+    paths: frozenset[str]
+    size_bytes: int
+
+
+@dataclass
+class MaintainPlan:
+    """What a run will do, decided from the table and the disk as they are when it starts."""
+
+    table: str
+    started_at: datetime
+    refused: str = ""  # why the table cannot be compacted; empty when it can
+    partitions: list[Partition] = field(default_factory=list)
+    expire: list[int] = field(default_factory=list)
+    expire_before: datetime | None = None
+    orphans: list[tuple[Path, int]] = field(default_factory=list)
+    orphans_before: datetime | None = None
+    local: bool = True
+    disk: list[tuple[Path, int, float]] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, object]]:
+        """The plan as rows of (step, target, count, bytes), as ``--dry-run`` prints it."""
+        rows: list[dict[str, object]] = []
+        if self.refused:
+            rows.append({"step": "refuse", "target": self.refused, "count": None, "bytes": None})
+        for partition in self.partitions:
+            rows.append(
+                {
+                    "step": "compact",
+                    "target": partition.label,
+                    "count": len(partition.paths),
+                    "bytes": partition.size_bytes,
+                }
+            )
+        cutoff = _iso(self.expire_before)
+        rows.append(
+            {"step": "expire", "target": f"snapshots before {cutoff}", "count": len(self.expire), "bytes": None}
+        )
+        where = f"unreferenced files older than {_iso(self.orphans_before)}"
+        if not self.local:
+            where = "skipped: the table's location is not on this machine's disk"
+        rows.append(
+            {"step": "delete", "target": where, "count": len(self.orphans), "bytes": sum(s for _, s in self.orphans)}
+        )
+        return rows
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else ""
+
+
+def _load(catalog: Catalog, identifier: str) -> Table:
+    try:
+        return catalog.load_table(identifier)
+    except (NoSuchTableError, NoSuchNamespaceError):
+        names = sorted(".".join(name) for ns in catalog.list_namespaces() for name in catalog.list_tables(ns))
+        uri = catalog.properties.get("uri", "?")
+        raise ConnectError(
+            f"no table {identifier} in the catalog at {uri}; tables: {', '.join(names) or 'none'}"
+        ) from None
+
+
+# --- layout: the partition spec as row filters, the sort order as sort keys ---------------------------
+
+
+def _partition_fields(table: Table, identifier: str) -> tuple[list[SpecField], str]:
+    """The current spec's fields, and why compaction is refused ('' when every field has an exact filter)."""
+    schema = table.schema()
+    fields = []
+    for spec_field in table.spec().fields:
+        column = schema.find_column_name(spec_field.source_id)
+        source_type = schema.find_type(spec_field.source_id)
+        transform = spec_field.transform
+        fields.append(SpecField(spec_field.name, column or "?", source_type, transform))
+        exact = (
+            (isinstance(transform, IdentityTransform) and isinstance(source_type, IDENTITY_TYPES))
+            or (isinstance(transform, TimeTransform) and isinstance(source_type, TIME_SOURCE_TYPES))
+            or isinstance(transform, VoidTransform)
+        )
+        if not exact:
+            return fields, (
+                f"{identifier} is partitioned by {transform}({column}: {source_type}) as {spec_field.name}, which has "
+                "no exact row filter; `k2 tables maintain` compacts tables partitioned by identity (strings, integers, "
+                "booleans, dates, timestamps) and year/month/day/hour of a date or timestamp, or unpartitioned ones"
+            )
+    return fields, ""
+
+
+def _time_range(transform: Transform[Any, Any], value: Any) -> tuple[datetime, datetime]:
+    """The half-open UTC range of a year/month/day/hour partition value."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = (value - EPOCH.date()).days  # day partitions arrive as dates
+    if isinstance(transform, YearTransform):
+        return datetime(1970 + value, 1, 1, tzinfo=UTC), datetime(1971 + value, 1, 1, tzinfo=UTC)
+    if isinstance(transform, MonthTransform):
+        years, month = divmod(value, 12)
+        start = datetime(1970 + years, month + 1, 1, tzinfo=UTC)
+        years, month = divmod(value + 1, 12)
+        return start, datetime(1970 + years, month + 1, 1, tzinfo=UTC)
+    if isinstance(transform, DayTransform):
+        start = EPOCH + timedelta(days=value)
+        return start, start + timedelta(days=1)
+    if isinstance(transform, HourTransform):
+        start = EPOCH + timedelta(hours=value)
+        return start, start + timedelta(hours=1)
+    raise ConnectError(f"no time range for partition transform {transform}")
+
+
+def _bound(moment: datetime, source_type: IcebergType) -> Any:
+    # Range ends are midnights for a date column (year/month/day of a date); microseconds otherwise,
+    # which is also what a timestamp without zone stores.
+    return literal(moment.date()) if isinstance(source_type, DateType) else literal(moment)
+
+
+def _human(partition_field: SpecField, value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(partition_field.transform, TimeTransform):
+        return partition_field.transform.to_human_string(partition_field.source_type, value)
+    return str(value)
+
+
+def _partition(fields: list[SpecField], values: tuple[Any, ...]) -> tuple[str, BooleanExpression, datetime | None]:
+    """(label, exact row filter, end of its time range or None when no time field bounds it)."""
+    terms: list[BooleanExpression] = []
+    ends: list[datetime] = []
+    for partition_field, value in zip(fields, values, strict=True):
+        transform = partition_field.transform
+        column = Reference(partition_field.column)  # a column name, never parsed: any value is safe
+        if isinstance(transform, VoidTransform):
+            continue  # every row has a null value there: no constraint
+        if value is None:
+            terms.append(IsNull(term=column))
+        elif isinstance(transform, IdentityTransform):
+            terms.append(EqualTo(term=column, value=literal(value)))
+        else:
+            start, end = _time_range(transform, value)
+            terms.append(GreaterThanOrEqual(term=column, value=_bound(start, partition_field.source_type)))
+            terms.append(LessThan(term=column, value=_bound(end, partition_field.source_type)))
+            ends.append(end)
+    label = "/".join(f"{f.name}={_human(f, v)}" for f, v in zip(fields, values, strict=True)) or "(unpartitioned)"
+    row_filter: BooleanExpression = AlwaysTrue()
+    if len(terms) == 1:
+        row_filter = terms[0]
+    elif terms:
+        row_filter = And(*terms)
+    return label, row_filter, max(ends) if ends else None
+
+
+def _sorted(rows: pa.Table, table: Table) -> pa.Table:
+    """Rows in the table's sort order: each field's transform of its column, direction and null order."""
+    order = table.sort_order()
+    if order.is_unsorted or rows.num_rows < 2:
+        return rows
+    schema = table.schema()
+    keys: dict[str, pa.Array] = {}
+    sort_keys: list[tuple[str, str]] = []
+    for index, sort_field in enumerate(order.fields):
+        column = schema.find_column_name(sort_field.source_id)
+        if column is None or column not in rows.column_names:
+            raise ConnectError(f"{'.'.join(table.name())}: cannot sort by field {sort_field}: only top-level columns")
+        values = sort_field.transform.pyarrow_transform(schema.find_type(sort_field.source_id))(rows[column])
+        # Nulls are placed per field by a key of their own: Arrow's null placement is one for all keys.
+        keys[f"null_{index}"] = pc.is_null(values)
+        sort_keys.append(
+            (f"null_{index}", "descending" if sort_field.null_order == NullOrder.NULLS_FIRST else "ascending")
+        )
+        keys[f"value_{index}"] = values
+        sort_keys.append(
+            (f"value_{index}", "descending" if sort_field.direction == SortDirection.DESC else "ascending")
+        )
+    indices = pc.sort_indices(pa.table(keys), sort_keys=sort_keys)
+    return rows.take(indices)
+
+
+# --- references: what the metadata keeps alive ------------------------------------------------------
+
+
+def _local(path: str) -> str:
+    return urlsplit(path).path if path.startswith("file:") else path
+
+
+class _Manifests:
+    """Live (added or existing) file paths per manifest, each manifest read once."""
+
+    def __init__(self, table: Table) -> None:
+        self.io = table.io
+        self.live: dict[str, frozenset[str]] = {}
+
+    def of(self, snapshot: Snapshot) -> list[ManifestFile]:
+        return snapshot.manifests(self.io)
+
+    def files(self, manifest: ManifestFile) -> frozenset[str]:
+        if manifest.manifest_path not in self.live:
+            # A DELETED entry is a tombstone: the file lives in the snapshot before, which keeps it if kept.
+            entries = manifest.fetch_manifest_entry(self.io, discard_deleted=True)
+            self.live[manifest.manifest_path] = frozenset(entry.data_file.file_path for entry in entries)
+        return self.live[manifest.manifest_path]
+
+
+def _metadata_files(table: Table, expired: Iterable[int] = ()) -> set[str]:
+    """Metadata files, and the statistics files of every snapshot not about to expire."""
+    metadata = table.metadata
+    gone = set(expired)
+    paths = {table.metadata_location}
+    paths.update(entry.metadata_file for entry in metadata.metadata_log)
+    paths.update(s.statistics_path for s in metadata.statistics if s.snapshot_id not in gone)
+    paths.update(s.statistics_path for s in metadata.partition_statistics if s.snapshot_id not in gone)
+    return paths
+
+
+def _snapshot_files(manifests: _Manifests, snapshot: Snapshot) -> set[str]:
+    paths = {snapshot.manifest_list}
+    for manifest in manifests.of(snapshot):
+        paths.add(manifest.manifest_path)
+        paths.update(manifests.files(manifest))
+    return paths
+
+
+def _check_refs(table: Table, identifier: str) -> None:
+    missing = [name for name, ref in table.metadata.refs.items() if table.snapshot_by_id(ref.snapshot_id) is None]
+    if missing:
+        raise ConnectError(
+            f"{identifier}: branch or tag {', '.join(sorted(missing))} points at a snapshot the metadata does not "
+            "list; refusing to maintain a table whose references cannot be followed"
+        )
+
+
+def _on_disk(paths: Iterable[str]) -> set[str]:
+    # Paths compared as the metadata writes them and percent-decoded, so an encoding difference can only
+    # keep a file, never delete one.
+    local = {_local(p) for p in paths}
+    return local | {unquote(p) for p in local}
+
+
+def _kept(path: Path, keep: set[str]) -> bool:
+    """Whether a file on disk is referenced, or belongs to one that is."""
+    if path.name == "version-hint.text":  # a Hadoop table's pointer to its current metadata file
+        return True
+    if path.name.startswith(".") and path.name.endswith(".crc"):
+        # Hadoop's checksum of the file next to it (the catalog writes metadata files through Hadoop):
+        # it lives and goes with that file.
+        return str(path.with_name(path.name[1:-4])) in keep
+    return str(path) in keep
 
 
 def _local_root(table: Table) -> Path | None:
@@ -70,55 +398,166 @@ def _disk(root: Path | None) -> list[tuple[Path, int, float]]:
     for directory, _dirs, names in os.walk(root):
         for name in names:
             path = Path(directory) / name
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # removed meanwhile (the catalog deletes old metadata files itself)
             found.append((path, stat.st_size, stat.st_mtime))
     return found
 
 
-def _finished_partitions(table: Table, today: date) -> list[tuple[date, str, int]]:
-    """(day, symbol, data file count) of partitions before ``today`` with more than one file."""
+def _live_data_files(table: Table) -> tuple[int, int]:
+    if table.current_snapshot() is None:
+        return 0, 0
+    files = table.inspect.data_files()
+    return files.num_rows, int(pc.sum(files["file_size_in_bytes"]).as_py() or 0)
+
+
+# --- the plan -----------------------------------------------------------------------------------------
+
+
+def _partitions_to_compact(table: Table, identifier: str, fields: list[SpecField], today: date) -> list[Partition]:
     if table.current_snapshot() is None:
         return []
-    counts: dict[tuple[date, str], int] = {}
-    for partition in table.inspect.files()["partition"].to_pylist():
-        key = (partition["trade_day"], partition["symbol"])
-        counts[key] = counts.get(key, 0) + 1
-    return sorted((day, symbol, n) for (day, symbol), n in counts.items() if day < today and n > 1)
+    files = table.inspect.data_files().select(["file_path", "file_size_in_bytes", "partition", "spec_id"])
+    spec_id = table.spec().spec_id
+    groups: dict[tuple[Any, ...], list[tuple[str, int]]] = {}
+    for row in files.to_pylist():
+        if row["spec_id"] != spec_id:
+            raise ConnectError(
+                f"{identifier} has data files written under an earlier partition spec ({row['file_path']}); "
+                "`k2 tables maintain` compacts tables whose live files all use the current spec"
+            )
+        values = tuple((row["partition"] or {}).get(f.name) for f in fields)
+        groups.setdefault(values, []).append((row["file_path"], row["file_size_in_bytes"]))
+    day_start = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    partitions = []
+    for values, group in groups.items():
+        if len(group) < 2:
+            continue
+        label, row_filter, ends = _partition(fields, values)
+        if ends is not None and ends > day_start:
+            continue  # still being written
+        partitions.append(Partition(label, row_filter, frozenset(p for p, _ in group), sum(s for _, s in group)))
+    return sorted(partitions, key=lambda p: p.label)
 
 
-def _compact_partition(catalog: Catalog, identifier: str, day: date, symbol: str, attempts: int) -> int:
+def _plan(table: Table, identifier: str, retain: timedelta, orphan_age: timedelta, today: date | None) -> MaintainPlan:
+    started = datetime.now(UTC)
+    today = today or started.date()
+    _check_refs(table, identifier)
+    plan = MaintainPlan(identifier, started, expire_before=started - retain, orphans_before=started - orphan_age)
+    fields, plan.refused = _partition_fields(table, identifier)
+    if not plan.refused:
+        plan.partitions = _partitions_to_compact(table, identifier, fields, today)
+
+    metadata = table.metadata
+    head = table.current_snapshot()
+    # The compaction moves main to a new snapshot; every other branch and tag head stays protected.
+    protected = {
+        ref.snapshot_id for name, ref in metadata.refs.items() if not (name == MAIN_BRANCH and plan.partitions)
+    }
+    cutoff_ms = int(plan.expire_before.timestamp() * 1000) if plan.expire_before else 0
+    plan.expire = [
+        s.snapshot_id for s in metadata.snapshots if s.timestamp_ms < cutoff_ms and s.snapshot_id not in protected
+    ]
+
+    root = _local_root(table)
+    plan.local = root is not None
+    plan.disk = _disk(root)
+    if root is None:
+        return plan
+    manifests = _Manifests(table)
+    keep = _metadata_files(table, plan.expire)
+    expired = set(plan.expire)
+    for snapshot in metadata.snapshots:
+        if snapshot.snapshot_id not in expired:
+            keep |= _snapshot_files(manifests, snapshot)
+    if plan.partitions and head is not None:
+        # What the compacted head will still reference of today's head: its files outside the rewritten
+        # partitions, and its manifests that list none of them (pyiceberg rewrites those that do).
+        rewritten = frozenset().union(*(p.paths for p in plan.partitions))
+        for manifest in manifests.of(head):
+            live = manifests.files(manifest)
+            keep |= live - rewritten
+            if not live & rewritten:
+                keep.add(manifest.manifest_path)
+    keep = _on_disk(keep)
+    oldest_allowed = plan.orphans_before.timestamp() if plan.orphans_before else 0.0
+    plan.orphans = [(path, size) for path, size, mtime in plan.disk if mtime < oldest_allowed and not _kept(path, keep)]
+    return plan
+
+
+def plan(
+    catalog: Catalog,
+    identifier: str,
+    retain: timedelta = timedelta(hours=1),
+    orphan_age: timedelta = timedelta(hours=1),
+    today: date | None = None,
+) -> MaintainPlan:
+    """What ``maintain`` would do now: partitions to compact, snapshots to expire, files to delete."""
+    return _plan(_load(catalog, identifier), identifier, retain, orphan_age, today)
+
+
+# --- carrying it out ----------------------------------------------------------------------------------
+
+
+def _compact_partition(catalog: Catalog, identifier: str, partition: Partition, run_id: str, attempts: int) -> int:
     """Rewrite one partition into one sorted file; returns the number of retries it needed."""
-    if not symbol.isalnum():
-        raise ConnectError(f"{identifier}: unexpected symbol {symbol!r} in a partition")
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    end = start + timedelta(days=1)
-    # Exactly the partition day(trade_time) = day, symbol = symbol: a whole-file (metadata) delete.
-    row_filter = f"symbol = '{symbol}' AND trade_time >= '{start.isoformat()}' AND trade_time < '{end.isoformat()}'"
     for attempt in range(attempts):
         table = catalog.load_table(identifier)
-        rows = table.scan(row_filter=row_filter).to_arrow()
-        rows = rows.sort_by([("symbol", "ascending"), ("trade_time", "ascending"), ("trade_id", "ascending")])
+        rows = _sorted(table.scan(row_filter=partition.row_filter).to_arrow(), table)
         try:
-            table.overwrite(rows, overwrite_filter=row_filter)
+            table.overwrite(rows, overwrite_filter=partition.row_filter, snapshot_properties={RUN_PROPERTY: run_id})
             return attempt
-        except CommitFailedException:
-            time.sleep(0.5)  # the connector committed meanwhile: read the partition again
-    raise ConnectError(f"{identifier}: partition {day}/{symbol} changed {attempts} times while compacting; retry later")
+        except (CommitFailedException, ValidationException):
+            time.sleep(0.5)  # the connector committed into the partition meanwhile: read it again
+    raise ConnectError(
+        f"{identifier}: partition {partition.label} changed {attempts} times while compacting; retry later"
+    )
+
+
+def _expire(catalog: Catalog, identifier: str, planned: list[int], run_id: str) -> tuple[int, set[Path]]:
+    """Expire the planned snapshots and this run's intermediate ones.
+
+    Returns how many planned ones went, and the manifest lists and manifests this run's compaction wrote.
+    """
+    table = catalog.load_table(identifier)
+    metadata = table.metadata
+    heads = {ref.snapshot_id for ref in metadata.refs.values()}  # pyiceberg refuses these: never ask
+    ours = sorted(
+        (s for s in metadata.snapshots if s.summary is not None and s.summary[RUN_PROPERTY] == run_id),
+        key=lambda s: (s.timestamp_ms, s.sequence_number or 0),
+    )
+    own_ids = {s.snapshot_id for s in ours}
+    written = set()
+    for snapshot in ours:
+        written.add(snapshot.manifest_list)
+        written.update(m.manifest_path for m in snapshot.manifests(table.io) if m.added_snapshot_id in own_ids)
+    intermediate = [s.snapshot_id for s in ours[:-1]]  # the last one holds the compacted partitions
+    existing = {s.snapshot_id for s in metadata.snapshots}
+    expiring = [s for s in planned if s in existing and s not in heads]
+    ids = expiring + [s for s in intermediate if s not in heads]
+    if ids:
+        table.maintenance.expire_snapshots().by_ids(ids).commit()
+    return len(expiring), {Path(_local(p)) for p in written}
 
 
 def _referenced(table: Table) -> set[str]:
-    """Every file the table's metadata still points at (data, manifests, manifest lists, metadata)."""
-    paths: set[str] = set()
-    metadata = table.metadata
-    paths.add(table.metadata_location)
-    paths.update(entry.metadata_file for entry in metadata.metadata_log)
-    for snapshot in metadata.snapshots:
-        paths.add(snapshot.manifest_list)
-        for manifest in snapshot.manifests(table.io):
-            paths.add(manifest.manifest_path)
-            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
-                paths.add(entry.data_file.file_path)
-    return {urlsplit(p).path if p.startswith("file:") else p for p in paths}
+    """Every file the table's metadata points at now, as local paths."""
+    manifests = _Manifests(table)
+    paths = _metadata_files(table)
+    for snapshot in table.metadata.snapshots:
+        paths |= _snapshot_files(manifests, snapshot)
+    return _on_disk(paths)
+
+
+def _delete(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False  # gone meanwhile: the catalog removes old metadata files (and their checksums) itself
+    return True
 
 
 def maintain(
@@ -129,40 +568,42 @@ def maintain(
     today: date | None = None,
     attempts: int = 20,
 ) -> MaintainReport:
-    today = today or datetime.now(UTC).date()
-    table = catalog.load_table(identifier)
-    root = _local_root(table)
-    files_before, bytes_before = _live_files(table)
-    disk_before = _disk(root)
+    """Carry out ``plan``: compact, expire, delete orphans; report before/after and what each step did."""
+    table = _load(catalog, identifier)
+    planned = _plan(table, identifier, retain, orphan_age, today)
+    if planned.refused:
+        raise ConnectError(planned.refused)
+    files_before, bytes_before = _live_data_files(table)
     report = MaintainReport(
         identifier,
         files_before,
         bytes_before,
-        disk_files_before=len(disk_before),
-        disk_bytes_before=sum(size for _, size, _ in disk_before),
+        disk_files_before=len(planned.disk),
+        disk_bytes_before=sum(size for _, size, _ in planned.disk),
     )
-    for day, symbol, _count in _finished_partitions(table, today):
-        report.commit_retries += _compact_partition(catalog, identifier, day, symbol, attempts)
+    run_id = uuid.uuid4().hex
+    for partition in planned.partitions:
+        report.commit_retries += _compact_partition(catalog, identifier, partition, run_id, attempts)
         report.partitions_compacted += 1
 
-    table = catalog.load_table(identifier)
-    cutoff_ms = int((datetime.now(UTC) - retain).timestamp() * 1000)
-    current = table.current_snapshot()
-    expired = [s.snapshot_id for s in table.metadata.snapshots if s.timestamp_ms < cutoff_ms and s != current]
-    if expired:
-        table.maintenance.expire_snapshots().by_ids(expired).commit()
-        report.snapshots_expired = len(expired)
+    report.snapshots_expired, written = _expire(catalog, identifier, planned.expire, run_id)
 
     table = catalog.load_table(identifier)
-    if root is not None:
+    _check_refs(table, identifier)
+    if planned.local and (planned.orphans or written):
         keep = _referenced(table)
-        oldest_allowed = time.time() - orphan_age.total_seconds()
-        for path, _size, mtime in _disk(root):
-            if str(path) not in keep and mtime < oldest_allowed:
-                path.unlink()
+        # Only files the plan found unreferenced and that nothing references after the run either.
+        for path, size in planned.orphans:
+            if not _kept(path, keep) and _delete(path):
                 report.orphans_deleted += 1
-    report.data_files_after, report.data_bytes_after = _live_files(table)
-    disk_after = _disk(root)
+                report.orphan_bytes_deleted += size
+        # The manifests of the compaction's expired intermediate snapshots: written by this run, so no
+        # commit in flight can need them; the plan could not count them, they did not exist yet.
+        for path in sorted(written):
+            if not _kept(path, keep) and _delete(path):
+                report.intermediate_files_deleted += 1
+    report.data_files_after, report.data_bytes_after = _live_data_files(table)
+    disk_after = _disk(_local_root(table))
     report.disk_files_after = len(disk_after)
     report.disk_bytes_after = sum(size for _, size, _ in disk_after)
     return report
