@@ -141,8 +141,8 @@ def freshness(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         while poller.poll() < count + warmup and time.monotonic() < deadline:
             time.sleep(0.25)
         producer.join()
-    k2("connectors", "delete", sink["name"])
-    fresh_keys = {(str(e["s"]), int(e["t"])) for e in events}
+    k2("connectors", "delete", sink["name"], "--yes")
+    fresh_keys = {(str(e["s"]), int(str(e["t"]))) for e in events}
     lags = sorted(poller.visible_at[k] - poller.ingest_ms[k] / 1000 for k in poller.visible_at if k in fresh_keys)
     return {
         "trades": len(lags),
@@ -169,7 +169,7 @@ def throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     while poller.poll() < args.backlog and time.monotonic() < deadline:
         time.sleep(1)
     elapsed = time.monotonic() - started
-    k2("connectors", "delete", sink["name"])
+    k2("connectors", "delete", sink["name"], "--yes")
     drop_table(args.catalog_uri, sink["table"])
     landed = len(poller.visible_at)
     return {"trades": landed, "expected": args.backlog, "seconds": elapsed, "trades_per_s": landed / elapsed}

@@ -49,6 +49,25 @@ def deploy_connectors(
       k2 deploy-connectors connect/k2-iceberg-trades.json --set COMMIT_INTERVAL_MS=5000
       k2 deploy-connectors --set CATALOG_URI=http://catalog:8181 --set S3_ENDPOINT=http://minio:9000
     """
+    rows, failed = deploy_all(settings, files, assignments(sets, "--set"), dry_run, timeout, announce=fmt == "table")
+    emit(rows, fmt, DEPLOY_COLUMNS)
+    if failed:
+        sys.exit(1)
+
+
+DEPLOY_COLUMNS = ("connector", "result", "state", "file")
+
+
+def deploy_all(
+    settings: Settings,
+    files: tuple[Path, ...] = (),
+    overrides: dict[str, str] | None = None,
+    dry_run: bool = False,
+    timeout: float = 120,
+    announce: bool = True,
+) -> tuple[list[dict[str, str]], bool]:
+    """Deploy the connector files (default: connect/*.json) and wait for RUNNING: what `k2 deploy-connectors`
+    and `k2 run` do. Returns one row per connector and whether any was refused (each refusal is printed)."""
     from k2.connect.deploy import (
         ConnectClient,
         connector_files,
@@ -62,7 +81,7 @@ def deploy_connectors(
     from k2.schemas.contract import load_topics
 
     topics = {key: spec.name for key, spec in load_topics().items()}
-    values = variable_values(_settings_map(settings), topics, assignments(sets, "--set"), os.environ)
+    values = variable_values(_settings_map(settings), topics, overrides or {}, os.environ)
     connectors = [load_connector(path) for path in connector_files(list(files))]
     if not connectors:
         raise click.UsageError("no connector files found in connect/")
@@ -88,14 +107,12 @@ def deploy_connectors(
             continue
         state = ""
         if not dry_run:
-            if fmt == "table":
+            if announce:
                 click.echo(f"{outcome} connector {connector.name}", err=True)
             wait_running(client, connector.name, timeout, Progress(), restarted=outcome == "Restarted")
             state = "RUNNING"
         rows.append({"connector": connector.name, "result": outcome, "state": state, "file": str(connector.path)})
-    emit(rows, fmt, ("connector", "result", "state", "file"))
-    if failed:
-        sys.exit(1)
+    return rows, failed
 
 
 @click.group()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -58,15 +57,6 @@ def run(
       k2 run --replay my-frames.jsonl
       k2 run --symbols BTCUSDT,ETHUSDT --duration 300   # live Binance
     """
-    from k2.connect.deploy import (
-        ConnectClient,
-        connector_files,
-        deploy,
-        fill,
-        load_connector,
-        variable_values,
-        wait_running,
-    )
     from k2.connect.tables import apply_table, load_table_specs, rest_catalog
     from k2.producer.app import ProduceOptions, run_live, run_replay
     from k2.schemas.contract import load_topics
@@ -74,7 +64,7 @@ def run(
     from k2.stack.manager import Stack, default_cache, stack_ports
     from k2.stack.services import Context
 
-    from .connect_cmd import _settings_map
+    from .connect_cmd import deploy_all
     from .produce_cmd import _symbols
 
     progress = Progress()
@@ -100,15 +90,10 @@ def run(
     emit([apply_table(catalog, spec) for spec in load_table_specs().values()], "table", ("table", "action"))
 
     _step("Connectors (connect/*.json)")
-    values = variable_values(_settings_map(settings), {k: t.name for k, t in topics.items()}, {}, os.environ)
-    client_connect = ConnectClient(settings.connect_url)
-    rows = []
-    for path in connector_files():
-        connector = load_connector(path)
-        outcome = deploy(client_connect, connector, fill(connector, values), dry_run=False)
-        wait_running(client_connect, connector.name, timeout, progress)
-        rows.append({"connector": connector.name, "result": outcome, "state": "RUNNING"})
-    emit(rows, "table")
+    deployed, failed = deploy_all(settings, timeout=timeout, announce=False)
+    emit(deployed, "table", ("connector", "result", "state"))
+    if failed:
+        raise click.ClickException("a connector was refused (see above); fix it, then run `k2 run` again")
 
     _step("ksqlDB migrations (ksql/migrations)")
     from k2.ksql.client import KsqlClient, KsqlError

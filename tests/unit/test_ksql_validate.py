@@ -45,7 +45,7 @@ def test_an_unknown_column_is_named_with_file_and_line(copy: Path) -> None:
     _edit(copy, "V000002__create_candles_1m.sql", "MAX(price) AS high", "MAX(best_price) AS high")
     problems = [str(p) for p in validate(load_migrations(copy), TOPICS)]
     assert problems[0].startswith(
-        "V000002__create_candles_1m.sql:22: column best_price: unknown column in trades_stream"
+        "V000002__create_candles_1m.sql:25: column best_price: unknown column in trades_stream"
     )
 
 
@@ -60,9 +60,9 @@ def test_a_renamed_avro_field_is_caught(copy: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_an_aggregate_on_the_wrong_type_is_refused(copy: Path) -> None:
-    _edit(copy, "V000003__create_candles_5m.sql", "SUM(quantity) AS volume", "SUM(side) AS volume")
+    _edit(copy, "V000003__create_candles_5m.sql", "LATEST_BY_OFFSET(price) AS close", "SUM(side) AS close")
     problems = [str(p) for p in validate(load_migrations(copy), TOPICS)]
-    assert "V000003__create_candles_5m.sql:25: SUM(side): needs a numeric argument, side is STRING" in problems
+    assert "V000003__create_candles_5m.sql:27: SUM(side): needs a numeric argument, side is STRING" in problems
 
 
 def test_an_undeclared_topic_is_refused(copy: Path) -> None:
@@ -76,7 +76,7 @@ def test_a_missing_variable_is_named(copy: Path) -> None:
     _edit(copy, "V000005__create_rolling_volume.sql", "DEFINE volume_topic = 'market.crypto.volume.binance.1h';", "")
     problems = validate(load_migrations(copy), TOPICS)
     assert [(p.file, p.line, p.item) for p in problems] == [
-        ("V000005__create_rolling_volume.sql", 6, "variable volume_topic")
+        ("V000005__create_rolling_volume.sql", 9, "variable volume_topic")
     ]
 
 
