@@ -21,7 +21,7 @@ STATUS_COLUMNS = ("service", "url", "state", "pid", "log")
 def _stack(
     settings: Settings, warehouse: str | None = None, s3_endpoint: str | None = None, **port_flags: int | None
 ) -> Stack:
-    ports = stack_ports(settings.home, **port_flags)
+    ports = stack_ports(settings.home, flags=port_flags)
     context = Context(settings.home, default_cache(), ports, warehouse_uri=warehouse, s3_endpoint=s3_endpoint)
     return Stack(context)
 

@@ -66,12 +66,14 @@ def recorded_warehouse(home: Path) -> tuple[str | None, str | None]:
     return data.get("warehouse_uri"), data.get("s3_endpoint")
 
 
-def stack_ports(home: Path, env: Mapping[str, str] | None = None, **flags: int | None) -> Ports:
+def stack_ports(
+    home: Path, env: Mapping[str, str] | None = None, flags: Mapping[str, int | None] | None = None
+) -> Ports:
     """The stack's ports: flags over K2_*_PORT variables over the ports the last `up` recorded in
     ``home`` over the defaults, so `status`, `down` and every client agree with how it was started."""
     env = os.environ if env is None else env
     recorded = {Ports.ENV[k]: str(v) for k, v in recorded_ports(home).items()}
-    return Ports.from_env(recorded | {k: v for k, v in env.items() if k in Ports.ENV.values()}, **flags)
+    return Ports.from_env(recorded | {k: v for k, v in env.items() if k in Ports.ENV.values()}, **(flags or {}))
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 from k2.cli.output import render
 
-ROWS = [{"symbol": "BTCUSDT", "price": Decimal("34188.03000000"), "n": 3}, {"symbol": "ETHUSDT", "price": None, "n": 1}]
+ROWS: list[dict[str, Any]] = [
+    {"symbol": "BTCUSDT", "price": Decimal("34188.03000000"), "n": 3},
+    {"symbol": "ETHUSDT", "price": None, "n": 1},
+]
 
 
 def test_json_keeps_decimals_exact() -> None:
