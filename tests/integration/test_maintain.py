@@ -267,11 +267,13 @@ def test_orphan_cleanup_keeps_branches_tags_and_statistics(local_stack: LocalSta
     identifier = f"{unique('m_refs')}.trades"
     apply_table(catalog, replace(load_table_specs()["market_data.trades"], identifier=identifier))
     table = catalog.load_table(identifier)
-    snapshot_ids = []
+    snapshot_ids: list[int] = []
     day = timedelta(hours=12)  # one day: 2 partitions (day x symbol)
     for batch in range(4):
         table.append(arrow(trades(30, seed=batch, start=PAST, span=day, exchanges=["BINANCE"]), table))
-        snapshot_ids.append(table.metadata.current_snapshot_id)
+        current = table.metadata.current_snapshot_id
+        assert current is not None
+        snapshot_ids.append(current)
     tagged, branched = snapshot_ids[1], snapshot_ids[2]
     table.manage_snapshots().create_tag(tagged, "v1").create_branch(branched, "audit").commit()
     table.append(arrow(trades(10, seed=50, start=PAST, span=day, exchanges=["BRANCH"]), table), branch="audit")
