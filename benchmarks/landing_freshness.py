@@ -46,7 +46,8 @@ def make_sink(tmp: Path, bootstrap: str, catalog_uri: str, commit_interval_ms: s
     suffix = uuid.uuid4().hex[:8]
     topic, control, table = f"bench.trades.{suffix}", f"bench.control.{suffix}", f"bench_{suffix}.trades"
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(topic, 6, 1), NewTopic(control, 1, 1)]).values():
+    new_topics = [NewTopic(topic, 6, 1), NewTopic(f"{topic}.dlq", 1, 1), NewTopic(control, 1, 1)]
+    for future in admin.create_topics(new_topics).values():
         future.result(timeout=30)
     apply_table(rest_catalog(catalog_uri), replace(load_table_specs()["market_data.trades"], identifier=table))
     data = json.loads((ROOT / "connect" / "k2-iceberg-trades.json").read_text())
@@ -110,6 +111,7 @@ def freshness(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     with BinanceStandIn(events[:warmup], rate=args.rate) as server:
         # Warm-up: the sink's first commit round after deploy is not what a running pipeline sees.
         produce_args = ("--ws-url", server.ws_url, "--rest-url", server.rest_url, "--topic", sink["topic"])
+        produce_args += ("--dlq-topic", sink["topic"] + ".dlq")
         k2("produce", "--symbols", "BTCUSDT,ETHUSDT,BNBUSDT", *produce_args, "--max-messages", str(warmup))
         while poller.poll() < warmup:
             time.sleep(0.25)

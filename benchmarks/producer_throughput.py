@@ -42,11 +42,12 @@ def _peak_rss_mb() -> float:
 
 
 def _topic(bootstrap: str, prefix: str) -> str:
+    """A new 6-partition topic, and its 1-partition dead-letter topic ``<name>.dlq`` (the producer checks both)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     name = f"bench.{prefix}.{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(name, 6, 1)]).values():
+    for future in admin.create_topics([NewTopic(name, 6, 1), NewTopic(f"{name}.dlq", 1, 1)]).values():
         future.result(timeout=30)
     return name
 
