@@ -110,8 +110,8 @@ def freshness(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     poller = Poller(args.catalog_uri, sink["table"])
     with BinanceStandIn(events[:warmup], rate=args.rate) as server:
         # Warm-up: the sink's first commit round after deploy is not what a running pipeline sees.
-        produce_args = ("--ws-url", server.ws_url, "--rest-url", server.rest_url, "--topic", sink["topic"])
-        produce_args += ("--dlq-topic", sink["topic"] + ".dlq")
+        produce_args = ["--ws-url", server.ws_url, "--rest-url", server.rest_url, "--topic", sink["topic"]]
+        produce_args += ["--dlq-topic", sink["topic"] + ".dlq"]
         k2("produce", "--symbols", "BTCUSDT,ETHUSDT,BNBUSDT", *produce_args, "--max-messages", str(warmup))
         while poller.poll() < warmup:
             time.sleep(0.25)
