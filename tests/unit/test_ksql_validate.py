@@ -10,9 +10,10 @@ from click.testing import CliRunner
 
 from k2.cli.main import cli
 from k2.ksql.migrations import MIGRATIONS_DIR, MigrationError, load_migrations, resolve, split_statements
-from k2.ksql.validate import validate
+from k2.ksql.validate import Validator, arithmetic_type, validate
 
 TOPICS = {"trades_topic": "market.crypto.trades.binance"}
+BAD = Path(__file__).parent / "ksql_bad"
 
 
 def test_the_shipped_migrations_validate_clean() -> None:
@@ -20,6 +21,34 @@ def test_the_shipped_migrations_validate_clean() -> None:
     result = CliRunner().invoke(cli, ["ksql", "validate"])
     assert result.exit_code == 0, result.output
     assert "5 migrations, 8 statements: valid" in result.output
+
+
+def test_derived_columns_carry_ksqldb_types() -> None:
+    validator = Validator()
+    assert validator.check(load_migrations(), TOPICS) == []
+    columns = validator.sources["candles_1m"].columns
+    assert columns["symbol"] == "STRING"  # symbol_key AS symbol: the key's type
+    assert (columns["open"], columns["interval_start"], columns["trade_count"]) == (
+        "DECIMAL(28, 8)",
+        "BIGINT",
+        "BIGINT",
+    )
+    assert (columns["volume"], columns["quote_volume"], columns["vwap"]) == (
+        "DECIMAL(38, 8)",
+        "DECIMAL(38, 16)",
+        "DOUBLE",
+    )
+
+
+def test_decimal_result_types_follow_ksqldb() -> None:
+    """SqlDecimal.add/multiply/divide in ksqlDB 0.29; an INTEGER or BIGINT next to a DECIMAL is widened first."""
+    price = "DECIMAL(28, 8)"
+    assert arithmetic_type("*", price, price) == "DECIMAL(57, 16)"
+    assert arithmetic_type("+", price, "DECIMAL(38, 16)") == "DECIMAL(39, 16)"
+    assert arithmetic_type("/", price, price) == "DECIMAL(65, 37)"
+    assert arithmetic_type("-", price, "BIGINT") == "DECIMAL(29, 8)"
+    assert arithmetic_type("/", price, "DOUBLE") == "DOUBLE"
+    assert arithmetic_type("/", "BIGINT", "INTEGER") == "BIGINT"
 
 
 def test_migrations_are_in_version_order_with_the_tool_naming() -> None:
@@ -41,12 +70,29 @@ def _edit(directory: Path, name: str, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+def _line(directory: Path, name: str, text: str) -> int:
+    """The first line of a migration holding text: the migrations' comments change, their statements stay."""
+    lines = (directory / name).read_text().splitlines()
+    return next(number for number, line in enumerate(lines, 1) if text in line)
+
+
 def test_an_unknown_column_is_named_with_file_and_line(copy: Path) -> None:
     _edit(copy, "V000002__create_candles_1m.sql", "MAX(price) AS high", "MAX(best_price) AS high")
+    line = _line(copy, "V000002__create_candles_1m.sql", "MAX(best_price) AS high")
     problems = [str(p) for p in validate(load_migrations(copy), TOPICS)]
-    assert problems[0].startswith(
-        "V000002__create_candles_1m.sql:25: column best_price: unknown column in trades_stream"
-    )
+    assert problems == [
+        f"V000002__create_candles_1m.sql:{line}: column best_price: unknown column in trades_stream (it has: "
+        "event_time, exchange, ingest_time, is_buyer_maker, price, quantity, side, symbol, symbol_key, trade_id, "
+        "trade_time, vendor_data)"
+    ]
+
+
+def test_columns_are_checked_in_expressions_the_type_checker_cannot_read(copy: Path) -> None:
+    case = "MAX(CASE WHEN side = 'BUY' THEN price ELSE best_price END) AS high"
+    _edit(copy, "V000002__create_candles_1m.sql", "MAX(price) AS high", case)
+    line = _line(copy, "V000002__create_candles_1m.sql", case)
+    problems = [(p.file, p.line, p.item) for p in validate(load_migrations(copy), TOPICS)]
+    assert problems == [("V000002__create_candles_1m.sql", line, "column best_price")]
 
 
 def test_a_renamed_avro_field_is_caught(copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,8 +107,76 @@ def test_a_renamed_avro_field_is_caught(copy: Path, monkeypatch: pytest.MonkeyPa
 
 def test_an_aggregate_on_the_wrong_type_is_refused(copy: Path) -> None:
     _edit(copy, "V000003__create_candles_5m.sql", "LATEST_BY_OFFSET(price) AS close", "SUM(side) AS close")
+    line = _line(copy, "V000003__create_candles_5m.sql", "SUM(side) AS close")
     problems = [str(p) for p in validate(load_migrations(copy), TOPICS)]
-    assert "V000003__create_candles_5m.sql:27: SUM(side): needs a numeric argument, side is STRING" in problems
+    assert problems == [f"V000003__create_candles_5m.sql:{line}: SUM(side): needs a numeric argument, side is STRING"]
+
+
+def _bad(tmp_path: Path, name: str) -> list[str]:
+    """Problems of the real trades stream followed by one purpose-written bad migration from ksql_bad/."""
+    shutil.copy(MIGRATIONS_DIR / "V000001__create_trades_stream.sql", tmp_path)
+    shutil.copy(BAD / name, tmp_path)
+    return [str(p) for p in validate(load_migrations(tmp_path), TOPICS)]
+
+
+def test_exact_decimal_division_is_refused(tmp_path: Path) -> None:
+    rule = (
+        "with rounding forbidden: ksqlDB 0.29 divides DECIMALs with RoundingMode.UNNECESSARY (SqlToJavaVisitor), "
+        'so a quotient that does not terminate throws "Rounding necessary" and the column is NULL '
+        "(confluentinc/ksql#9874); cast both sides to DOUBLE: CAST(x AS DOUBLE) / CAST(y AS DOUBLE)"
+    )
+    assert _bad(tmp_path, "V000002__decimal_division.sql") == [
+        "V000002__decimal_division.sql:11: "
+        "SUM(CAST(price * quantity AS DECIMAL(38, 16))) / SUM(CAST(quantity AS DECIMAL(38, 8))): "
+        f"divides DECIMAL(38, 16) by DECIMAL(38, 8) {rule}",
+        "V000002__decimal_division.sql:12: SUM(CAST(price AS DECIMAL(38, 8))) / COUNT(*): "
+        f"divides DECIMAL(38, 8) by BIGINT (as DECIMAL(19, 0)) {rule}",
+    ]
+
+
+def test_a_window_without_retention_is_refused(tmp_path: Path) -> None:
+    assert _bad(tmp_path, "V000002__window_without_retention.sql") == [
+        "V000002__window_without_retention.sql:11: WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 10 SECONDS): "
+        "no RETENTION: the window store keeps only size + grace (70 SECONDS), so pull queries see only the last "
+        "windows; add RETENTION n DAYS after SIZE (ksqlDB 0.29: SIZE, [ADVANCE BY,] RETENTION, GRACE PERIOD)"
+    ]
+
+
+def test_retention_below_size_plus_grace_is_refused(tmp_path: Path) -> None:
+    refused = (
+        'Kafka Streams refuses the window store ("must be no smaller than its window size plus the grace period") '
+        "and the query fails"
+    )
+    assert _bad(tmp_path, "V000002__retention_below_size_plus_grace.sql") == [
+        "V000002__retention_below_size_plus_grace.sql:14: "
+        "WINDOW HOPPING (SIZE 1 HOUR, ADVANCE BY 1 MINUTE, RETENTION 1 HOUR, GRACE PERIOD 2 MINUTES): "
+        f"RETENTION 1 HOUR is less than size + grace (62 MINUTES): {refused}; use RETENTION of at least 62 MINUTES",
+        "V000002__retention_below_size_plus_grace.sql:24: WINDOW TUMBLING (SIZE 1 MINUTE, RETENTION 12 HOURS): "
+        "RETENTION 12 HOURS is less than size + grace (1 DAY), grace being ksqlDB 0.29's default when GRACE PERIOD "
+        f"is missing, 24 hours minus the size (1439 MINUTES): {refused}; add GRACE PERIOD n unit after RETENTION, "
+        "or use RETENTION of at least 1 DAY",
+    ]
+
+
+def test_window_clauses_follow_the_grammar_order(tmp_path: Path) -> None:
+    assert _bad(tmp_path, "V000002__window_clauses_out_of_order.sql") == [
+        "V000002__window_clauses_out_of_order.sql:10: "
+        "WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 10 SECONDS, RETENTION 7 DAYS): "
+        "not ksqlDB 0.29 window syntax: TUMBLING (SIZE n unit[, RETENTION n unit][, GRACE PERIOD n unit]), "
+        "in that order, unit one of MILLISECOND(S), SECOND(S), MINUTE(S), HOUR(S), DAY(S)"
+    ]
+
+
+def test_a_sum_that_can_overflow_its_type_is_refused(tmp_path: Path) -> None:
+    assert _bad(tmp_path, "V000002__sum_that_can_overflow.sql") == [
+        "V000002__sum_that_can_overflow.sql:12: SUM(quantity): can overflow: ksqlDB keeps SUM in its argument's "
+        'type, DECIMAL(28, 8), and throws "Numeric field overflow" once |sum| reaches 10^20 (DecimalSumKudaf), '
+        "which stops the query (its stream thread dies on the same record at every restart); "
+        "use SUM(CAST(quantity AS DECIMAL(38, 8)))",
+        "V000002__sum_that_can_overflow.sql:13: SUM(price * quantity): too wide: ksqlDB keeps SUM in its "
+        "argument's type, DECIMAL(57, 16), and publishes 57 digits, more than the 38 an Iceberg decimal holds; "
+        "use SUM(CAST(price * quantity AS DECIMAL(38, 16)))",
+    ]
 
 
 def test_an_undeclared_topic_is_refused(copy: Path) -> None:
@@ -74,9 +188,10 @@ def test_an_undeclared_topic_is_refused(copy: Path) -> None:
 
 def test_a_missing_variable_is_named(copy: Path) -> None:
     _edit(copy, "V000005__create_rolling_volume.sql", "DEFINE volume_topic = 'market.crypto.volume.binance.1h';", "")
+    line = _line(copy, "V000005__create_rolling_volume.sql", "CREATE TABLE IF NOT EXISTS volume_1h_rolling")
     problems = validate(load_migrations(copy), TOPICS)
     assert [(p.file, p.line, p.item) for p in problems] == [
-        ("V000005__create_rolling_volume.sql", 9, "variable volume_topic")
+        ("V000005__create_rolling_volume.sql", line, "variable volume_topic")
     ]
 
 
