@@ -42,12 +42,21 @@ def ksql() -> None:
 @ksql.command()
 @variable_option
 @click.option("--dry-run", is_flag=True, help="Print the statements that would run; run nothing.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=30,
+    show_default=True,
+    help="Seconds to wait for ksqlDB to serve the migration record (a new table needs a moment).",
+)
 @format_option()
 @click.pass_obj
-def apply(settings: Settings, defines: tuple[str, ...], dry_run: bool, fmt: str) -> None:
+def apply(settings: Settings, defines: tuple[str, ...], dry_run: bool, timeout: float, fmt: str) -> None:
     """Run pending migrations in version order, recording each in ksqlDB (idempotent).
 
-    A migration changed after it was applied is refused (its checksum is recorded in ksqlDB).
+    The record is ksql-migrations' own (MIGRATION_EVENTS, MIGRATION_SCHEMA_VERSIONS), so
+    `ksql-migrations info` shows what this did and either tool can continue. A migration changed
+    after it was applied is refused (its MD5 is recorded in ksqlDB).
 
     \b
     Examples:
@@ -66,7 +75,8 @@ def apply(settings: Settings, defines: tuple[str, ...], dry_run: bool, fmt: str)
             for statement in resolve(migration, variables):
                 click.echo(statement.text)
         return
-    emit(run_apply(KsqlClient(settings.ksql_url), migrations, variables), fmt, ("version", "name", "action"))
+    applied = run_apply(KsqlClient(settings.ksql_url), migrations, variables, wait_s=timeout)
+    emit(applied, fmt, ("version", "name", "action"))
 
 
 @ksql.command(name="list")
@@ -102,39 +112,37 @@ def list_(settings: Settings, fmt: str) -> None:
 
 @ksql.command()
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Print the DROP statements; run nothing.")
 @click.pass_obj
-def drop(settings: Settings, yes: bool) -> None:
+def drop(settings: Settings, yes: bool, dry_run: bool) -> None:
     """Drop every stream and table the migrations created (newest first) and the migration record.
 
-    Topics written by the aggregates are deleted; the trades topic is never touched.
+    Topics written by the aggregates and the record's topics are deleted, so a later `k2 ksql apply`
+    recreates everything; the trades topic is never touched.
 
     \b
     Examples:
+      k2 ksql drop --dry-run
       k2 ksql drop --yes
     """
-    import re
-
-    from k2.ksql.client import EVENTS_STREAM, VERSIONS_TABLE, KsqlClient
+    from k2.ksql.client import KsqlClient, drop_statements
     from k2.ksql.migrations import load_migrations
 
+    statements = [
+        f"DROP {kind} IF EXISTS {name}{' DELETE TOPIC' if delete_topic else ''};"
+        for kind, name, delete_topic in drop_statements(load_migrations())
+    ]
+    if dry_run:
+        click.echo("\n".join(statements))
+        return
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("refusing to drop without confirmation on a non-interactive input; pass --yes")
         click.confirm("Drop all K2 ksqlDB streams and tables?", abort=True)
     client = KsqlClient(settings.ksql_url)
-    objects: list[tuple[str, str, bool]] = []
-    for migration in load_migrations():
-        for statement in migration.statements:
-            match = re.match(r"\s*CREATE\s+(STREAM|TABLE)\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", statement.text, re.I)
-            if match:
-                derived = bool(re.search(r"\bAS\s+SELECT\b", statement.text, re.I))
-                objects.append((match.group(1).upper(), match.group(2), derived))
-    # Newest first (a table goes before the stream it reads), then the migration record itself.
-    ordered = [*reversed(objects), ("TABLE", VERSIONS_TABLE, True), ("STREAM", EVENTS_STREAM, False)]
-    for kind, name, derived in ordered:
-        suffix = " DELETE TOPIC" if derived else ""
-        client.execute(f"DROP {kind} IF EXISTS {name}{suffix};")
-        click.echo(f"Dropped {kind.lower()} {name}{' and its topic' if derived else ''}")
+    for statement in statements:
+        client.execute(statement)
+        click.echo(f"Dropped: {statement}")
 
 
 @ksql.command()
@@ -175,7 +183,9 @@ def validate(defines: tuple[str, ...], fmt: str) -> None:
     """Check the migrations offline against schemas/ and schemas/topics.toml; exit 1 on any problem.
 
     Catches unknown columns, aggregates on the wrong type, undeclared topics and missing variables,
-    naming file, line and item.
+    and what ksqlDB 0.29 only fails on at run time: DECIMAL division not cast to DOUBLE (NULL for
+    almost every quotient), a SUM not over DECIMAL(38, s) (overflow stops the query), a window
+    without RETENTION or with RETENTION below size + grace. Each problem names file, line and item.
 
     \b
     Examples:

@@ -1,36 +1,59 @@
 """ksqlDB's REST API (/ksql, /query-stream, /info) and applying ksql/ migrations through it.
 
-Applied migrations are recorded in ksqlDB itself, as the ksqlDB migrations tool does: every event goes
-to the stream K2_MIGRATION_EVENTS and the table K2_MIGRATION_VERSIONS keeps the latest per version,
-read back with a pull query. A second `apply` therefore does nothing, and a file changed after it was
-applied is refused by its checksum.
+Applied migrations are recorded in ksqlDB the way ksqlDB's own migrations tool (ksql-migrations 0.29)
+records them, so either tool can run against the same server and `ksql-migrations info` shows what
+`k2 ksql apply` did (read in ksqldb-tools at v0.29.0):
+
+* the stream MIGRATION_EVENTS and the table MIGRATION_SCHEMA_VERSIONS, with the columns, key and
+  LATEST_BY_OFFSET table of InitializeMigrationCommand, on the topics ``<service id>ksql_<name>``
+  (MigrationConfig; the service id is /info's ksqlServiceId);
+* per state change two events, key CURRENT then the version (MetadataUtil.writeRow): RUNNING, then
+  MIGRATED or ERROR (MetadataUtil.MigrationState, ApplyMigrationCommand); the version as "1" for
+  V000001, the name with "_" read as a space, the file's MD5 (MigrationsDirectoryUtil.computeHashForFile),
+  times in epoch milliseconds, ``previous`` the version migrated before it or "<none>", and
+  ``error_reason`` "N/A" unless it failed.
+
+Numbers in query rows are parsed exactly: ksqlDB writes DECIMALs as plain JSON numbers with every
+digit (ApiJsonMapper, WRITE_BIGDECIMAL_AS_PLAIN), and they become Decimals here, never floats.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import requests
 
 from .migrations import Migration, MigrationError, resolve
 
-EVENTS_STREAM = "K2_MIGRATION_EVENTS"
-VERSIONS_TABLE = "K2_MIGRATION_VERSIONS"
-METADATA_STATEMENTS = (
-    f"CREATE STREAM IF NOT EXISTS {EVENTS_STREAM} (version_key STRING KEY, version STRING, name STRING, "
-    "checksum STRING, state STRING, applied_at STRING) "
-    "WITH (KAFKA_TOPIC='_k2_ksql_migration_events', VALUE_FORMAT='JSON', PARTITIONS=1);",
-    f"CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} WITH (KAFKA_TOPIC='_k2_ksql_migration_versions', "
-    "VALUE_FORMAT='JSON', PARTITIONS=1) AS SELECT version_key, LATEST_BY_OFFSET(version) AS version, "
-    "LATEST_BY_OFFSET(name) AS name, LATEST_BY_OFFSET(checksum) AS checksum, LATEST_BY_OFFSET(state) AS state, "
-    f"LATEST_BY_OFFSET(applied_at) AS applied_at FROM {EVENTS_STREAM} GROUP BY version_key EMIT CHANGES;",
-)
+EVENTS_STREAM = "MIGRATION_EVENTS"
+VERSIONS_TABLE = "MIGRATION_SCHEMA_VERSIONS"
+VALUE_COLUMNS = ("version", "name", "state", "checksum", "started_on", "completed_on", "previous", "error_reason")
+CURRENT = "CURRENT"
+NO_VERSION = "<none>"
+NO_ERROR = "N/A"
 DELIMITED = "application/vnd.ksqlapi.delimited.v1"
+# A pull query on a table whose persistent query has not finished its first rebalance (just created,
+# or restarting) fails with this (KsLocator); it is worth retrying for a while.
+NOT_READY = "Cannot determine which host contains the required partitions"
+READY_WAIT_S = 30.0
+
+
+def metadata_statements(service_id: str) -> tuple[str, str]:
+    """The migration record's stream and table, as `ksql-migrations initialize-metadata` creates them."""
+    columns = ", ".join(f"{c} STRING" for c in VALUE_COLUMNS)
+    latest = ", ".join(f"LATEST_BY_OFFSET({c}) AS {c}" for c in VALUE_COLUMNS)
+    return (
+        f"CREATE STREAM IF NOT EXISTS {EVENTS_STREAM} (version_key STRING KEY, {columns}) "
+        f"WITH (KAFKA_TOPIC='{service_id}ksql_{EVENTS_STREAM}', VALUE_FORMAT='JSON', PARTITIONS=1, REPLICAS=1);",
+        f"CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} WITH (KAFKA_TOPIC='{service_id}ksql_{VERSIONS_TABLE}') AS "
+        f"SELECT version_key, {latest} FROM {EVENTS_STREAM} GROUP BY version_key;",
+    )
 
 
 class KsqlError(RuntimeError):
@@ -39,6 +62,10 @@ class KsqlError(RuntimeError):
     def __init__(self, message: str, statement: str | None = None) -> None:
         super().__init__(message + (f" | statement: {' '.join(statement.split())[:300]}" if statement else ""))
         self.statement = statement
+
+
+class NotReady(KsqlError):
+    """A pull query's table cannot be served yet (its query is still starting)."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +86,13 @@ class KsqlClient:
         try:
             return self.session.post(self.url + path, json=body, timeout=self.timeout, stream=stream, headers=headers)
         except requests.RequestException as exc:
-            raise KsqlError(
-                f"ksqlDB at {self.url} is unreachable ({type(exc).__name__}); start it with `docker compose up -d "
-                "ksqldb-server` or point --ksql-url / K2_KSQL_URL at a running server"
-            ) from exc
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: Exception) -> KsqlError:
+        return KsqlError(
+            f"ksqlDB at {self.url} is unreachable ({type(exc).__name__}); start it with `docker compose up -d "
+            "ksqldb-server` or point --ksql-url / K2_KSQL_URL at a running server"
+        )
 
     @staticmethod
     def _error(response: requests.Response, statement: str | None) -> KsqlError:
@@ -90,7 +120,10 @@ class KsqlClient:
         """A pull or push query through POST /query-stream (delimited: a header line, then one row per line)."""
         response = self._post("/query-stream", {"sql": sql, "properties": properties or {}}, True, DELIMITED)
         if response.status_code != 200:
-            raise self._error(response, sql)
+            error = self._error(response, sql)
+            if NOT_READY in str(error):
+                raise NotReady(str(error)) from None
+            raise error
         lines = response.iter_lines()
         try:
             header = json.loads(next(lines))
@@ -101,7 +134,7 @@ class KsqlClient:
             for line in lines:
                 if not line:
                     continue
-                item = json.loads(line)
+                item = json.loads(line, parse_float=Decimal)  # DECIMAL columns keep every digit
                 if isinstance(item, dict):  # an error or a completion message mid-stream
                     if item.get("@type") == "generic_error" or "error_code" in item:
                         raise KsqlError(f"ksqlDB stopped the query: {item.get('message')}", sql)
@@ -115,29 +148,41 @@ class KsqlClient:
         try:
             response = self.session.get(self.url + "/info", timeout=self.timeout)
         except requests.RequestException as exc:
-            raise KsqlError(f"ksqlDB at {self.url} is unreachable ({type(exc).__name__})") from exc
+            raise self._unreachable(exc) from exc
         if response.status_code != 200:
             raise self._error(response, None)
         return dict(response.json().get("KsqlServerInfo", {}))
 
 
-def applied_versions(client: KsqlClient) -> dict[str, dict[str, Any]]:
-    """version -> {name, checksum, state, applied_at} as recorded in ksqlDB."""
-    result = client.query(f"SELECT * FROM {VERSIONS_TABLE};")
-    columns = [c.lower() for c in result.columns]
-    recorded = {}
-    for row in result.rows:
-        item = dict(zip(columns, row, strict=False))
-        recorded[str(item["version"])] = item
-    return recorded
+def pull(client: KsqlClient, sql: str, wait_s: float = READY_WAIT_S) -> list[dict[str, Any]]:
+    """A pull query's rows as dicts (lower-case columns), retried while its table is not ready yet."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            result = client.query(sql)
+            columns = [c.lower() for c in result.columns]
+            return [dict(zip(columns, row, strict=False)) for row in result.rows]
+        except NotReady as exc:
+            if time.monotonic() >= deadline:
+                raise KsqlError(
+                    f"ksqlDB could not serve a pull query for {wait_s:.0f}s ({NOT_READY}): the table's query is "
+                    "still starting; run the command again in a minute"
+                ) from exc
+            time.sleep(1.0)
+
+
+def applied_versions(client: KsqlClient, wait_s: float = READY_WAIT_S) -> dict[str, dict[str, Any]]:
+    """Version ("1") -> its latest record {version, name, state, checksum, ...}; CURRENT left out."""
+    rows = pull(client, f"SELECT * FROM {VERSIONS_TABLE};", wait_s)
+    return {str(row["version_key"]): row for row in rows if row.get("version_key") != CURRENT}
 
 
 def plan(migrations: list[Migration], recorded: dict[str, dict[str, Any]]) -> list[tuple[Migration, str]]:
-    """(migration, state): applied, pending or changed (applied but the file differs)."""
+    """(migration, state): applied, pending (never run, or RUNNING/ERROR) or changed (MIGRATED from another text)."""
     states = []
     for migration in migrations:
-        seen = recorded.get(migration.version)
-        if seen is None or seen.get("state") != "APPLIED":
+        seen = recorded.get(migration.number)
+        if seen is None or seen.get("state") != "MIGRATED":
             states.append((migration, "pending"))
         elif seen.get("checksum") != migration.checksum:
             states.append((migration, "changed"))
@@ -146,52 +191,79 @@ def plan(migrations: list[Migration], recorded: dict[str, dict[str, Any]]) -> li
     return states
 
 
-def _record(client: KsqlClient, migration: Migration, state: str) -> None:
-    now = datetime.now(UTC).isoformat()
+def _quoted(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
-    def quoted(value: str) -> str:
-        return "'" + value.replace("'", "''") + "'"
 
-    values = ", ".join(quoted(v) for v in (migration.version, migration.version, migration.name, migration.checksum))
-    client.execute(
-        f"INSERT INTO {EVENTS_STREAM} (version_key, version, name, checksum, state, applied_at) "
-        f"VALUES ({values}, {quoted(state)}, {quoted(now)});"
-    )
+def _record(client: KsqlClient, migration: Migration, state: str, started_on: str, previous: str, error: str) -> None:
+    completed_on = "" if state == "RUNNING" else str(int(time.time() * 1000))
+    values = (migration.number, migration.description, state, migration.checksum, started_on, completed_on, previous,
+              error)  # fmt: skip
+    columns = ", ".join(("version_key", *VALUE_COLUMNS))
+    for key in (CURRENT, migration.number):  # CURRENT first, as ksql-migrations writes them
+        client.execute(
+            f"INSERT INTO {EVENTS_STREAM} ({columns}) VALUES ({', '.join(_quoted(v) for v in (key, *values))});"
+        )
 
 
 def apply(
-    client: KsqlClient, migrations: list[Migration], variables: dict[str, str], wait_s: float = 30.0
+    client: KsqlClient, migrations: list[Migration], variables: dict[str, str], wait_s: float = READY_WAIT_S
 ) -> list[dict[str, str]]:
     """Run every pending migration in order; refuse if an applied one changed. Returns one row per file."""
-    for metadata_statement in METADATA_STATEMENTS:
+    service_id = str(client.info().get("ksqlServiceId") or "default_")
+    for metadata_statement in metadata_statements(service_id):
         client.execute(metadata_statement)
-    recorded = applied_versions(client)
-    states = plan(migrations, recorded)
+    # The table was maybe created just now: its pull queries may need a moment (pull() waits).
+    states = plan(migrations, applied_versions(client, wait_s))
     changed = [m.path.name for m, state in states if state == "changed"]
     if changed:
         raise MigrationError(
-            f"{', '.join(changed)} changed after being applied (checksum differs from the one recorded in "
+            f"{', '.join(changed)} changed after being applied (its MD5 differs from the one recorded in "
             f"{VERSIONS_TABLE}); applied migrations are immutable: add a new V<next>__*.sql instead"
         )
     rows = []
+    previous = NO_VERSION
     for migration, state in states:
         if state == "applied":
             rows.append({"version": migration.version, "name": migration.name, "action": "unchanged"})
+            previous = migration.number
             continue
+        started_on = str(int(time.time() * 1000))
+        _record(client, migration, "RUNNING", started_on, previous, NO_ERROR)
         for statement in resolve(migration, variables):
             try:
                 client.execute(statement.text)
             except KsqlError as exc:
-                _record(client, migration, "ERROR")
+                reason = f"Failed to execute sql: {' '.join(statement.text.split())[:200]}. Error: {exc}"
+                _record(client, migration, "ERROR", started_on, previous, reason)
                 raise KsqlError(f"{migration.path.name} line {statement.line}: {exc}") from exc
-        _record(client, migration, "APPLIED")
+        _record(client, migration, "MIGRATED", started_on, previous, NO_ERROR)
         rows.append({"version": migration.version, "name": migration.name, "action": "applied"})
+        previous = migration.number
     # The versions table is fed asynchronously by a persistent query: wait until it shows this apply.
     deadline = time.monotonic() + wait_s
-    expected = {m.version for m in migrations}
+    expected = {m.number for m in migrations}
     while time.monotonic() < deadline:
-        seen = applied_versions(client)
-        if expected <= {v for v, item in seen.items() if item.get("state") == "APPLIED"}:
+        seen = applied_versions(client, max(0.0, deadline - time.monotonic()))
+        if expected <= {v for v, item in seen.items() if item.get("state") == "MIGRATED"}:
             break
         time.sleep(0.5)
     return rows
+
+
+def drop_statements(migrations: list[Migration]) -> list[tuple[str, str, bool]]:
+    """(kind, name, delete topic) for every object the migrations created, newest first, then the record.
+
+    Tables built by a query (CREATE ... AS SELECT) lose their topics; a stream declared over an existing
+    topic (the trades stream) never does. The record's stream and table lose theirs too: left behind, a
+    later apply would read the old events back (auto.offset.reset=earliest) and skip every migration.
+    """
+    objects: list[tuple[str, str, bool]] = []
+    for migration in migrations:
+        for statement in migration.statements:
+            match = re.match(r"\s*CREATE\s+(STREAM|TABLE)\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", statement.text, re.I)
+            if match:
+                derived = bool(re.search(r"\bAS\s+SELECT\b", statement.text, re.I))
+                objects.append((match.group(1).upper(), match.group(2), derived))
+    # A table goes before the stream it reads (ksqlDB refuses otherwise: MetaStoreImpl.deleteSource).
+    return [*reversed(objects), ("TABLE", VERSIONS_TABLE, True), ("STREAM", EVENTS_STREAM, True)]

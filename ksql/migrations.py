@@ -30,16 +30,22 @@ class Statement:
 
 @dataclass(frozen=True)
 class Migration:
-    version: str
+    version: str  # as in the file name, "000001"
     name: str
     path: Path
-    checksum: str
+    checksum: str  # MD5 of the file's bytes, lower-case hex: what ksql-migrations records
     statements: tuple[Statement, ...] = field(default=())
     defaults: dict[str, str] = field(default_factory=dict)
 
     @property
     def description(self) -> str:
+        """The name as ksql-migrations records it: the file name's part after "__", "_" read as a space."""
         return self.name.replace("_", " ")
+
+    @property
+    def number(self) -> str:
+        """The version as ksql-migrations records it: "1" for V000001."""
+        return str(int(self.version))
 
 
 def split_statements(text: str) -> list[Statement]:
@@ -96,7 +102,8 @@ def load_migration(path: Path) -> Migration:
     match = FILE_NAME.match(path.name)
     if not match:
         raise MigrationError(f"{path.name}: migration files are named V000001__description.sql")
-    text = path.read_text()
+    data = path.read_bytes()
+    text = data.decode()
     try:
         statements = split_statements(text)
     except MigrationError as exc:
@@ -113,7 +120,7 @@ def load_migration(path: Path) -> Migration:
         version=match.group(1),
         name=match.group(2),
         path=path,
-        checksum=hashlib.sha256(text.encode()).hexdigest()[:16],
+        checksum=hashlib.md5(data, usedforsecurity=False).hexdigest(),
         statements=tuple(body),
         defaults=defaults,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -219,3 +220,24 @@ def test_command_line_variables_win_over_defines() -> None:
     first = load_migrations()[0]
     resolved = resolve(first, {"trades_topic": "other.topic"})
     assert "KAFKA_TOPIC = 'other.topic'" in resolved[0].text
+
+
+def test_every_aggregate_groups_by_its_sources_key_so_ksqldb_adds_no_repartition_topic() -> None:
+    """ksqlDB 0.29 repartitions unless the GROUP BY is exactly the source's key column
+    (Repartitioning.repartitionNeeded); the candle and volume tables keep their output column names by
+    aliasing the key (`symbol_key AS symbol`)."""
+    keys: dict[str, str] = {}
+    grouped = []
+    for migration in load_migrations():
+        for statement in migration.statements:
+            text = " ".join(statement.text.split())
+            stream = re.match(r"CREATE STREAM (?:IF NOT EXISTS )?(\w+) \( ?(\w+) \w+ KEY", text, re.I)
+            if stream:
+                keys[stream.group(1).lower()] = stream.group(2).lower()
+            aggregate = re.search(r"\bFROM (\w+) .*\bGROUP BY (.+?) EMIT\b", text, re.I)
+            if aggregate:
+                grouped.append((migration.path.name, aggregate.group(1).lower(), aggregate.group(2).strip().lower()))
+                assert re.search(rf"\b{aggregate.group(2).strip()} AS symbol\b", text), text[:80]
+    assert len(grouped) == 7
+    for name, source, group_by in grouped:
+        assert group_by == keys[source], f"{name} groups by {group_by}, not {source}'s key {keys[source]}"
