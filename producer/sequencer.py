@@ -2,12 +2,20 @@
 
 Binance trade ids are consecutive per symbol, so one integer per symbol (the next id to emit) is
 enough to drop every duplicate from reconnect overlaps, and any jump in ids is a gap. Trades after a
-gap wait (in id order) while the gap is backfilled over REST; if it cannot be filled within
-``gap_timeout`` seconds the missing range is reported loudly and the held trades are released.
+gap wait (in id order) while the gap is backfilled over REST. REST's answer is authoritative: a page
+for ``fromId=a`` that starts above ``a`` means the ids in between never existed (counted as absent,
+not lost). A gap is given up (reported loudly, its held trades released) only when REST stopped
+making progress on it: ``stalled_answers`` answers in a row added nothing and ``gap_timeout`` seconds
+passed since the last one that did. Time a gap spends queued behind other symbols' backfill (a mass
+disconnect leaves hundreds at once) never counts against it.
+
+One owner: the event loop calls every method here; REST requests run in worker threads and hand
+their pages back to the loop (see app.py).
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +27,13 @@ from .frames import Trade
 class SymbolState:
     next_id: int | None = None
     held: dict[int, Trade] = field(default_factory=dict)
-    gap_since: float | None = None
+    order: list[int] = field(default_factory=list)  # min-heap of the ids in held
+    gap_open: bool = False
+    last_progress: float = 0.0  # when the gap opened or REST last filled part of it
+    stalled: int = 0  # REST answers in a row that added nothing to the gap
+
+    def first_held(self) -> int:
+        return self.order[0]
 
 
 @dataclass
@@ -28,6 +42,7 @@ class SequencerStats:
     gaps_detected: int = 0
     gaps_backfilled: int = 0
     trades_backfilled: int = 0
+    trades_absent: int = 0  # ids REST showed never existed
     gaps_unrecovered: int = 0
     trades_unrecovered: int = 0
     lost_ranges: list[tuple[str, int, int]] = field(default_factory=list)
@@ -37,18 +52,26 @@ class Sequencer:
     def __init__(
         self,
         emit: Callable[[Trade], None],
-        request_backfill: Callable[[str, int, int], None],
         on_lost: Callable[[str, int, int], None],
         gap_timeout: float,
+        stalled_answers: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._emit = emit
-        self._request_backfill = request_backfill
         self._on_lost = on_lost
         self.gap_timeout = gap_timeout
+        self.stalled_answers = stalled_answers
         self._clock = clock
         self.states: dict[str, SymbolState] = {}
         self.stats = SequencerStats()
+
+    def resume_from(self, last_ids: dict[str, int]) -> None:
+        """Expect each symbol's trades after ``last_id`` (what Kafka already holds): the first live trade
+        then opens a gap from there, backfilled like any other."""
+        for symbol, last_id in last_ids.items():
+            state = self.states.setdefault(symbol, SymbolState())
+            if state.next_id is None:
+                state.next_id = last_id + 1
 
     def accept(self, trade: Trade, from_backfill: bool = False) -> None:
         state = self.states.get(trade.symbol)
@@ -68,6 +91,7 @@ class Sequencer:
             self._emit_counted(trade, from_backfill)
             return
         state.held[trade_id] = trade
+        heapq.heappush(state.order, trade_id)
         self._drain(trade.symbol, state)
 
     def _emit_counted(self, trade: Trade, from_backfill: bool) -> None:
@@ -77,41 +101,64 @@ class Sequencer:
 
     def _drain(self, symbol: str, state: SymbolState) -> None:
         assert state.next_id is not None
-        while state.next_id in state.held:
-            trade = state.held.pop(state.next_id)
+        while state.order and state.order[0] == state.next_id:
+            trade = state.held.pop(heapq.heappop(state.order))
             state.next_id += 1
             self._emit_counted(trade, trade.vendor[-1] == ("source", "rest"))
         if state.held:
-            if state.gap_since is None:
-                state.gap_since = self._clock()
+            if not state.gap_open:
+                state.gap_open = True
+                state.last_progress = self._clock()
+                state.stalled = 0
                 self.stats.gaps_detected += 1
-            self._request_backfill(symbol, state.next_id, min(state.held) - 1)
-        elif state.gap_since is not None:
-            state.gap_since = None
+        elif state.gap_open:
+            state.gap_open = False
             self.stats.gaps_backfilled += 1
-
-    def pending(self) -> int:
-        """Trades held behind gaps."""
-        return sum(len(s.held) for s in self.states.values())
 
     def gap(self, symbol: str) -> tuple[int, int] | None:
         """The open gap of a symbol as (first missing id, last missing id), if any."""
         state = self.states.get(symbol)
         if state is None or not state.held or state.next_id is None:
             return None
-        return state.next_id, min(state.held) - 1
+        return state.next_id, state.first_held() - 1
+
+    def gaps(self) -> list[tuple[str, int, int]]:
+        """Every open gap as (symbol, first missing id, last missing id)."""
+        return [(s, *gap) for s in self.states if (gap := self.gap(s)) is not None]
+
+    def apply_page(self, symbol: str, from_id: int, trades: list[Trade]) -> None:
+        """REST's answer to ``historicalTrades?fromId=from_id`` for a symbol (trades in id order).
+
+        Ids from ``from_id`` up to the first returned id never existed: they are skipped as absent. An
+        empty page (REST has not caught up yet) or one that adds nothing counts as a stalled answer.
+        """
+        state = self.states.get(symbol)
+        if state is None or state.next_id is None or not state.held:
+            return
+        before = state.next_id
+        if trades and state.next_id == from_id and trades[0].trade_id > from_id:
+            absent_until = min(trades[0].trade_id, state.first_held())
+            self.stats.trades_absent += absent_until - state.next_id
+            state.next_id = absent_until
+        for trade in trades:
+            self.accept(trade, from_backfill=True)
+        self._drain(symbol, state)
+        if state.next_id > before:
+            state.last_progress = self._clock()
+            state.stalled = 0
+        else:
+            state.stalled += 1
 
     def tick(self) -> None:
-        """Ask again for every open gap (a fetch may have failed or filled only part of it), and give up on
-        gaps older than gap_timeout: report them and release what waits behind them."""
+        """Give up on gaps REST stopped filling: report them and release what waits behind them."""
         now = self._clock()
         for symbol, state in self.states.items():
-            if not state.held or state.gap_since is None or state.next_id is None:
-                continue
-            if now - state.gap_since >= self.gap_timeout:
+            if (
+                state.held
+                and state.stalled >= self.stalled_answers
+                and now - state.last_progress >= self.gap_timeout
+            ):
                 self._give_up(symbol, state)
-            else:
-                self._request_backfill(symbol, state.next_id, min(state.held) - 1)
 
     def release_all(self) -> None:
         """At shutdown: report every open gap and emit every held trade in order."""
@@ -121,11 +168,16 @@ class Sequencer:
 
     def _give_up(self, symbol: str, state: SymbolState) -> None:
         assert state.next_id is not None
-        first_held = min(state.held)
+        first_held = state.first_held()
         self.stats.gaps_unrecovered += 1
         self.stats.trades_unrecovered += first_held - state.next_id
         self.stats.lost_ranges.append((symbol, state.next_id, first_held - 1))
         self._on_lost(symbol, state.next_id, first_held - 1)
         state.next_id = first_held
-        state.gap_since = None
+        state.gap_open = False
+        state.stalled = 0
         self._drain(symbol, state)
+
+    def held_count(self) -> int:
+        """Trades waiting behind gaps (for the status line)."""
+        return sum(len(s.held) for s in self.states.values())
