@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backfill import PAGE_LIMIT, RestClient
+from .backfill import PAGE_LIMIT, RestClient, WeightBudget
 from .exceptions import BackfillError, BadFrame, ProducerError
 from .frames import CONTROL, SHUTDOWN, parse_frame, trade_from_rest
 from .kafka_sink import KafkaSink, check_topics_exist, schema_id_for
@@ -39,9 +39,12 @@ class ProduceOptions:
     max_messages: int | None = None
     duration: float | None = None
     gap_timeout: float = 30.0
-    backfill_interval: float = 0.5
     rotate_after: float | None = None
     flush_timeout: float = 60.0
+    # At shutdown, open gaps get this long for a last backfill (never a whole ban), then Kafka is flushed.
+    final_backfill_timeout: float = 5.0
+    max_backfills_in_flight: int = 4
+    rest_weight_window_s: float = 60.0  # Binance's REQUEST_WEIGHT window (tests shorten it with the stand-in)
     producer_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -56,6 +59,7 @@ class Summary:
     gaps_detected: int
     gaps_backfilled: int
     trades_backfilled: int
+    trades_absent: int
     gaps_unrecovered: int
     trades_unrecovered: int
     dead_lettered: int
@@ -64,6 +68,7 @@ class Summary:
     reconnects: int
     rotations: int
     backfill_requests: int
+    backfill_errors: int
     elapsed_s: float
     trades_per_s: float
     lost_ranges: list[str]
@@ -82,14 +87,19 @@ class Pipeline:
         check_topics_exist(options.bootstrap_servers, [options.topic, options.dlq_topic])
         schema_id = schema_id_for(options.registry_url, options.topic)
         self.sink = KafkaSink(
-            options.bootstrap_servers, options.topic, options.dlq_topic, schema_id, **options.producer_overrides
+            options.bootstrap_servers,
+            options.topic,
+            options.dlq_topic,
+            schema_id,
+            block_when_full=options.replay is not None,  # live: never block the loop that answers pings
+            **options.producer_overrides,
         )
-        self.rest = RestClient(options.rest_url, options.backfill_interval) if options.rest_url else None
-        self.sequencer = Sequencer(self._emit, self._want_backfill, self._lost, options.gap_timeout)
+        budget = WeightBudget(window_s=options.rest_weight_window_s)
+        self.rest = RestClient(options.rest_url, budget) if options.rest_url else None
+        self.sequencer = Sequencer(self._emit, self._lost, options.gap_timeout)
         self.frames_in = 0
         self.dead_lettered = 0
         self.emitted = 0
-        self.backfill_wanted: dict[str, tuple[int, int]] = {}
         self.connection_stats = ConnectionStats()
         self.started = time.monotonic()
         self.stop_requested = threading.Event()
@@ -122,40 +132,41 @@ class Pipeline:
         return False
 
     # -- gaps ---------------------------------------------------------------------------------
-    def _want_backfill(self, symbol: str, first: int, last: int) -> None:
-        self.backfill_wanted[symbol] = (first, last)
-
     def _lost(self, symbol: str, first: int, last: int) -> None:
         count = last - first + 1
         log.error(
             "UNRECOVERED GAP: %s trade ids %d..%d (%d trades) could not be backfilled", symbol, first, last, count
         )
 
-    def fetch_backfill(self, symbol: str) -> list[Any]:
-        """One REST page for a symbol's open gap. Blocking, and touches no shared state: safe in a thread."""
-        gap = self.sequencer.gap(symbol)
-        if gap is None or self.rest is None:
-            return []
-        first, last = gap
+    def fetch_page(
+        self, symbol: str, first: int, last: int, deadline: float | None = None
+    ) -> list[dict[str, Any]] | None:
+        """One REST page for a gap, or None when no answer came. Blocking, and touches only the REST
+        client: worker threads run it while the event loop owns the sequencer."""
+        if self.rest is None:
+            return None
         try:
-            return self.rest.historical_trades(symbol, first, min(PAGE_LIMIT, last - first + 1))
+            return self.rest.historical_trades(symbol, first, min(PAGE_LIMIT, last - first + 1), deadline)
         except BackfillError as exc:
             log.warning("backfill of %s from id %d failed: %s", symbol, first, exc)
-            return []
+            return None
 
-    def apply_backfill(self, symbol: str, items: list[Any]) -> None:
-        """Feed fetched trades through the sequencer (on the thread that owns it)."""
+    def apply_page(self, symbol: str, first: int, items: list[dict[str, Any]] | None) -> None:
+        """Feed a fetched page through the sequencer (on the thread that owns it)."""
+        if items is None:
+            return  # no answer (error, pause): neither progress nor a stall
+        trades = []
         for item in items:
             try:
-                trade = trade_from_rest(symbol, item)
+                trades.append(trade_from_rest(symbol, item))
             except BadFrame as exc:
                 log.warning("backfill of %s returned an invalid trade (%s); skipped", symbol, exc.reason)
-                continue
-            self.sequencer.accept(trade, from_backfill=True)
+        self.sequencer.apply_page(symbol, first, trades)
 
-    def backfill_once(self, symbol: str) -> None:
-        self.backfill_wanted.pop(symbol, None)
-        self.apply_backfill(symbol, self.fetch_backfill(symbol))
+    def backfill_now(self, deadline: float | None = None) -> None:
+        """Fetch and apply one page for every open gap, one after another (replay mode and shutdown)."""
+        for symbol, first, last in self.sequencer.gaps():
+            self.apply_page(symbol, first, self.fetch_page(symbol, first, last, deadline))
 
     # -- reporting ------------------------------------------------------------------------------
     def status_line(self) -> str:
@@ -163,14 +174,16 @@ class Pipeline:
         seq = self.sequencer.stats
         return (
             f"{self.emitted / elapsed:,.0f} trades/s | sent {self.emitted:,} | acked "
-            f"{self.sink.stats.trades_acknowledged:,} | duplicates {seq.duplicates_dropped:,} | gaps backfilled "
-            f"{seq.gaps_backfilled:,} | unrecovered {seq.gaps_unrecovered:,} | dead-lettered {self.dead_lettered:,}"
+            f"{self.sink.stats.trades_acknowledged:,} | duplicates {seq.duplicates_dropped:,} | held behind gaps "
+            f"{self.sequencer.held_count():,} | gaps backfilled {seq.gaps_backfilled:,} | unrecovered "
+            f"{seq.gaps_unrecovered:,} | dead-lettered {self.dead_lettered:,}"
         )
 
     def finish(self, mode: str) -> Summary:
-        """Release held trades, flush Kafka, and count what was acknowledged."""
-        for symbol in list(self.backfill_wanted):
-            self.backfill_once(symbol)  # one last try at open gaps before giving up on them
+        """One bounded last try at open gaps, release held trades, flush Kafka, count what was acknowledged."""
+        deadline = time.monotonic() + self.options.final_backfill_timeout
+        while self.sequencer.gaps() and self.rest is not None and time.monotonic() < deadline:
+            self.backfill_now(deadline)
         self.sequencer.release_all()
         unacked = self.sink.flush(self.options.flush_timeout)
         if self.rest:
@@ -188,6 +201,7 @@ class Pipeline:
             gaps_detected=seq.gaps_detected,
             gaps_backfilled=seq.gaps_backfilled,
             trades_backfilled=seq.trades_backfilled,
+            trades_absent=seq.trades_absent,
             gaps_unrecovered=seq.gaps_unrecovered,
             trades_unrecovered=seq.trades_unrecovered,
             dead_lettered=delivery.dead_letters_sent,
@@ -196,6 +210,7 @@ class Pipeline:
             reconnects=self.connection_stats.reconnects,
             rotations=self.connection_stats.rotations,
             backfill_requests=self.rest.requests_made if self.rest else 0,
+            backfill_errors=self.rest.errors if self.rest else 0,
             elapsed_s=round(elapsed, 3),
             trades_per_s=round(delivery.trades_acknowledged / elapsed, 1) if elapsed > 0 else 0.0,
             lost_ranges=[f"{s}:{a}-{b}" for s, a, b in seq.lost_ranges],
@@ -230,9 +245,8 @@ def run_replay(options: ProduceOptions, status: Callable[[str], None] | None = N
             line = line.strip()
             if line:
                 pipeline.on_frame(line, "replay")
-            if pipeline.backfill_wanted:
-                for symbol in list(pipeline.backfill_wanted):
-                    pipeline.backfill_once(symbol)
+            if pipeline.frames_in & 0xFF == 0 and pipeline.rest is not None:
+                pipeline.backfill_now()
             if pipeline.frames_in & 0x3FF == 0:
                 now = time.monotonic()
                 if now >= next_tick:
@@ -268,24 +282,29 @@ async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[s
     ]
     tasks = [asyncio.create_task(c.run()) for c in connections]
     deadline = time.monotonic() + options.duration if options.duration else None
-    backfilling: dict[str, asyncio.Task[list[Any]]] = {}
+    backfilling: dict[str, tuple[int, asyncio.Task[list[Any] | None]]] = {}
+    last_asked: dict[str, float] = {}
     last_status = 0.0
     try:
         while not pipeline.stop_requested.is_set():
             await asyncio.sleep(0.05)
             pipeline.sink.poll(0)
-            pipeline.sequencer.tick()
-            for symbol, task in list(backfilling.items()):
+            for symbol, (first, task) in list(backfilling.items()):
                 if task.done():
                     del backfilling[symbol]
                     if not task.cancelled() and task.exception() is None:
-                        pipeline.apply_backfill(symbol, task.result())
-            for symbol in list(pipeline.backfill_wanted):
+                        pipeline.apply_page(symbol, first, task.result())
+            pipeline.sequencer.tick()
+            # The REST client paces every request by Binance's weight budget; a few pages in flight keep
+            # it busy. Symbols asked least recently go first, so a mass disconnect is served in turn.
+            open_gaps = sorted(pipeline.sequencer.gaps(), key=lambda gap: last_asked.get(gap[0], 0.0))
+            for symbol, first, last in open_gaps:
+                if len(backfilling) >= options.max_backfills_in_flight:
+                    break
                 if symbol not in backfilling:
-                    pipeline.backfill_wanted.pop(symbol)
-                    # requests blocks: fetch in a worker thread, apply here, so only this thread
-                    # touches the sequencer and its per-symbol state.
-                    backfilling[symbol] = asyncio.create_task(asyncio.to_thread(pipeline.fetch_backfill, symbol))
+                    last_asked[symbol] = time.monotonic()
+                    fetch = asyncio.to_thread(pipeline.fetch_page, symbol, first, last)
+                    backfilling[symbol] = (first, asyncio.create_task(fetch))
             now = time.monotonic()
             if status and now - last_status >= 1.0:
                 status(pipeline.status_line())
@@ -299,11 +318,13 @@ async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[s
                 break
     finally:
         stop.set()
+        if pipeline.rest is not None:
+            pipeline.rest.budget.interrupt()  # a fetch waiting out a ban must not hold up the shutdown
         await asyncio.gather(*tasks, return_exceptions=True)
-        for symbol, task in backfilling.items():
+        for symbol, (first, task) in backfilling.items():
             fetched = (await asyncio.gather(task, return_exceptions=True))[0]
             if isinstance(fetched, list):
-                pipeline.apply_backfill(symbol, fetched)
+                pipeline.apply_page(symbol, first, fetched)
         if sys.platform != "win32" and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

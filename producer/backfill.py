@@ -1,8 +1,17 @@
-"""Backfill of missed trades from Binance's REST API (``GET /api/v3/historicalTrades``)."""
+"""Backfill of missed trades from Binance's REST API (``GET /api/v3/historicalTrades``), within its limits.
+
+Binance limits REST by request weight per IP: 6,000 per minute (``REQUEST_WEIGHT``, 1-minute windows),
+and historicalTrades weighs 25, so at most 240 pages (240,000 trades) a minute. Every answer carries the
+weight used so far in the current window (``X-MBX-USED-WEIGHT-1M``). Going past the limit gets 429 with
+Retry-After; an IP that keeps going after a 429 is banned with 418 (2 minutes to 3 days), and a WAF
+limit answers 403 (rest-api.md, "LIMITS"). So requests are spaced to fill at most ``budget_share`` of the
+window, the server's own count is trusted when it is higher, and a 429, 418 or 403 pauses every
+request, those already waiting included: each re-checks the pause after sleeping.
+historicalTrades needs no API key (it is a MARKET_DATA endpoint since 2023-07-11, CHANGELOG).
+"""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any
@@ -12,64 +21,116 @@ import requests
 from .exceptions import BackfillError
 
 PAGE_LIMIT = 1000  # Binance's maximum for historicalTrades
-API_KEY_ENV = "BINANCE_API_KEY"
+HISTORICAL_TRADES_WEIGHT = 25
+WEIGHT_PER_MINUTE = 6000
+WAF_PAUSE_S = 60.0  # a 403 carries no Retry-After: wait a minute
+
+
+class WeightBudget:
+    """Paces requests so their weight stays within a share of Binance's per-minute budget."""
+
+    def __init__(
+        self,
+        weight: int = HISTORICAL_TRADES_WEIGHT,
+        per_minute: int = WEIGHT_PER_MINUTE,
+        budget_share: float = 0.9,
+        window_s: float = 60.0,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.weight = weight
+        self.window_s = window_s
+        self.allowed = int(per_minute * budget_share)
+        self.interval = window_s * weight / self.allowed
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next_slot = 0.0
+        self._paused_until = 0.0
+        self._generation = 0  # bumped by interrupt(): requests waiting then give up
+        self.pause_reason = ""
+
+    def wait(self, deadline: float | None = None) -> None:
+        """Block until this request may go; raise BackfillError if that would be after ``deadline``, or
+        when interrupt() is called meanwhile (the producer is stopping)."""
+        generation = self._generation
+        while True:
+            with self._lock:
+                if generation != self._generation:
+                    raise BackfillError("interrupted: the producer is stopping")
+                now = self._clock()
+                slot = max(now, self._next_slot, self._paused_until)
+                if deadline is not None and slot > deadline:
+                    raise BackfillError(f"no request slot before the deadline ({self.pause_reason or 'paced'})")
+                if slot <= now:
+                    self._next_slot = now + self.interval
+                    return
+            time.sleep(min(slot - now, 1.0))  # then look again: a pause may have started meanwhile
+
+    def observe(self, used_weight: int | None) -> None:
+        """The server's count of weight used in this minute: wait for the next window when it is near."""
+        if used_weight is None or used_weight + self.weight <= self.allowed:
+            return
+        with self._lock:
+            now = self._clock()
+            self._next_slot = max(self._next_slot, now + self.window_s - (time.time() % self.window_s))
+
+    def interrupt(self) -> None:
+        """Make every request waiting now give up (later ones wait as usual)."""
+        with self._lock:
+            self._generation += 1
+
+    def pause(self, seconds: float, reason: str) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+            self.pause_reason = reason
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self._clock())
 
 
 class RestClient:
-    """Blocking client for the one endpoint the producer needs, honouring 429 and 418 answers.
+    """Blocking client for the one endpoint the producer needs; safe to call from several threads."""
 
-    Binance answers 429 when the request weight limit is hit and 418 once an IP keeps going after
-    429s (an automatic ban); both carry Retry-After in seconds. ``min_interval`` paces requests so the
-    producer stays far below the limit (historicalTrades weighs 25 of 6,000 per minute).
-    """
-
-    def __init__(self, rest_url: str, min_interval: float = 0.5, timeout: float = 10.0) -> None:
+    def __init__(self, rest_url: str, budget: WeightBudget | None = None, timeout: float = 10.0) -> None:
         self.rest_url = rest_url.rstrip("/")
-        self.min_interval = min_interval
+        self.budget = budget or WeightBudget()
         self.timeout = timeout
         self.session = requests.Session()
-        api_key = os.environ.get(API_KEY_ENV)
-        if api_key:  # optional; sent as a header, never logged
-            self.session.headers["X-MBX-APIKEY"] = api_key
-        self._next_allowed = 0.0
-        self._lock = threading.Lock()  # several symbols' gaps may be fetched from worker threads at once
         self.requests_made = 0
+        self.errors = 0
 
-    def _reserve_slot(self) -> float:
-        """Claim the next request slot; returns how long to wait for it."""
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next_allowed)
-            self._next_allowed = slot + self.min_interval
-            self.requests_made += 1
-            return slot - now
-
-    def historical_trades(self, symbol: str, from_id: int, limit: int = PAGE_LIMIT) -> list[dict[str, Any]]:
-        delay = self._reserve_slot()
-        if delay:
-            time.sleep(delay)
+    def historical_trades(
+        self, symbol: str, from_id: int, limit: int = PAGE_LIMIT, deadline: float | None = None
+    ) -> list[dict[str, Any]]:
+        self.budget.wait(deadline)
         url = f"{self.rest_url}/api/v3/historicalTrades"
+        self.requests_made += 1
         try:
             response = self.session.get(
                 url, params={"symbol": symbol, "fromId": str(from_id), "limit": str(limit)}, timeout=self.timeout
             )
         except requests.RequestException as exc:
+            self.errors += 1
             raise BackfillError(f"{url} unreachable: {type(exc).__name__}") from exc
-        if response.status_code in (429, 418):
-            retry_after = _retry_after(response)
-            with self._lock:
-                self._next_allowed = max(self._next_allowed, time.monotonic() + retry_after)
-            what = "rate limit hit (429)" if response.status_code == 429 else "IP banned by Binance (418)"
-            raise BackfillError(
-                f"{what}; pausing backfill {retry_after:.0f}s", retry_after, banned=response.status_code == 418
-            )
+        self.budget.observe(_int_header(response, "X-MBX-USED-WEIGHT-1M"))
+        if response.status_code in (429, 418, 403):
+            self.errors += 1
+            retry_after = _retry_after(response, WAF_PAUSE_S)
+            what = {429: "rate limit hit (429)", 418: "IP banned by Binance (418)", 403: "WAF limit hit (403)"}[
+                response.status_code
+            ]
+            self.budget.pause(retry_after, what)
+            raise BackfillError(f"{what}; pausing backfill {retry_after:.0f}s")
         if response.status_code != 200:
+            self.errors += 1
             raise BackfillError(f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
         try:
             data = response.json()
         except ValueError as exc:
+            self.errors += 1
             raise BackfillError(f"{url} answered with invalid JSON") from exc
         if not isinstance(data, list):
+            self.errors += 1
             raise BackfillError(f"{url} answered {str(data)[:200]}")
         return data
 
@@ -77,8 +138,15 @@ class RestClient:
         self.session.close()
 
 
-def _retry_after(response: requests.Response) -> float:
+def _int_header(response: requests.Response, name: str) -> int | None:
     try:
-        return max(1.0, float(response.headers.get("Retry-After", "60")))
-    except ValueError:
-        return 60.0
+        return int(response.headers[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def _retry_after(response: requests.Response, default: float) -> float:
+    try:
+        return max(1.0, float(response.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return default

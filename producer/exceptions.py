@@ -15,9 +15,4 @@ class BadFrame(ValueError):
 
 
 class BackfillError(RuntimeError):
-    """A REST backfill request failed; ``retry_after`` says when to try again, if the server said."""
-
-    def __init__(self, message: str, retry_after: float | None = None, banned: bool = False) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.banned = banned
+    """A REST backfill request failed or could not be sent in time; the message says why."""

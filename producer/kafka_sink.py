@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,6 +17,7 @@ from .frames import Trade
 log = logging.getLogger("k2.producer")
 
 REASON_HEADER = "k2.error.reason"
+OVERFLOW_LIMIT = 500_000  # records held beyond librdkafka's own queue before the live producer blocks
 
 
 @dataclass
@@ -26,7 +28,6 @@ class DeliveryStats:
     dead_letters_sent: int = 0
     dead_letters_acknowledged: int = 0
     dead_letter_failures: int = 0
-    last_error: str = ""
 
 
 def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
@@ -85,8 +86,23 @@ def check_topics_exist(bootstrap_servers: str, topics: list[str]) -> None:
 class KafkaSink:
     """Produces trades keyed by symbol, and raw bad frames to the dead-letter topic."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, dlq_topic: str, schema_id: int, **overrides: Any) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        dlq_topic: str,
+        schema_id: int,
+        block_when_full: bool = True,
+        overflow_limit: int = OVERFLOW_LIMIT,
+        **overrides: Any,
+    ) -> None:
         self.topic = topic
+        # librdkafka's queue full (Kafka slow or away): block until there is room (replay), or keep the
+        # records here in order and return at once, so the event loop goes on answering Binance's pings
+        # (live). Past overflow_limit records the live producer blocks too.
+        self.block_when_full = block_when_full
+        self.overflow_limit = overflow_limit
+        self._overflow: deque[tuple[str, bytes, bytes | None, Any]] = deque()
         self.dlq_topic = dlq_topic
         self.stats = DeliveryStats()
         self.encoder = TradeEncoder()
@@ -106,7 +122,6 @@ class KafkaSink:
             else:
                 self.stats.dead_letters_acknowledged += 1
             return
-        self.stats.last_error = err.str()
         if is_trade:
             self.stats.trade_failures += 1
         else:
@@ -114,15 +129,38 @@ class KafkaSink:
         log.error("delivery to %s failed: %s", msg.topic(), err.str())
 
     def _produce(self, topic: str, value: bytes, key: bytes | None, headers: Any = None) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value, key, headers=headers)
-                break
-            except BufferError:  # local queue full: serve delivery reports until there is room
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                raise ProducerError(f"producing to {topic} failed: {exc.args[0].str()}") from exc
+        if self._overflow or not self._try_produce(topic, value, key, headers):
+            if self.block_when_full or len(self._overflow) >= self.overflow_limit:
+                self._drain_overflow(block=True)
+                while not self._try_produce(topic, value, key, headers):
+                    self._producer.poll(0.05)  # serve delivery reports until there is room
+            else:
+                self._overflow.append((topic, value, key, headers))
         self._producer.poll(0)
+
+    def _try_produce(self, topic: str, value: bytes, key: bytes | None, headers: Any) -> bool:
+        try:
+            self._producer.produce(topic, value, key, headers=headers)
+            return True
+        except BufferError:
+            return False
+        except KafkaException as exc:
+            raise ProducerError(f"producing to {topic} failed: {exc.args[0].str()}") from exc
+
+    def _drain_overflow(self, block: bool) -> None:
+        """Hand held records to librdkafka in order; stop at the first that does not fit unless ``block``."""
+        while self._overflow:
+            if self._try_produce(*self._overflow[0]):
+                self._overflow.popleft()
+            elif block:
+                self._producer.poll(0.05)
+            else:
+                return
+
+    @property
+    def overflowed(self) -> int:
+        """Records held here because librdkafka's queue was full."""
+        return len(self._overflow)
 
     def send(self, trade: Trade) -> None:
         key = self._keys.get(trade.symbol)
@@ -143,8 +181,13 @@ class KafkaSink:
         self.stats.dead_letters_sent += 1
 
     def poll(self, timeout: float = 0) -> None:
+        self._drain_overflow(block=False)
         self._producer.poll(timeout)
 
     def flush(self, timeout: float) -> int:
-        """Wait for outstanding deliveries; return how many are still unacknowledged."""
-        return int(self._producer.flush(timeout))
+        """Wait (at most ``timeout`` seconds) for outstanding deliveries; return how many are unacknowledged."""
+        deadline = time.monotonic() + timeout
+        while self._overflow and time.monotonic() < deadline:
+            self._drain_overflow(block=False)
+            self._producer.poll(0.05)
+        return int(self._producer.flush(max(0.0, deadline - time.monotonic()))) + len(self._overflow)

@@ -152,15 +152,16 @@ class Recorder:
     def __init__(self) -> None:
         self.now = 0.0
         self.emitted: list[tuple[str, int]] = []
-        self.backfills: list[tuple[str, int, int]] = []
         self.lost: list[tuple[str, int, int]] = []
         self.seq = Sequencer(
             lambda t: self.emitted.append((t.symbol, t.trade_id)),
-            lambda *gap: self.backfills.append(gap),
             lambda *gap: self.lost.append(gap),
             gap_timeout=30,
             clock=lambda: self.now,
         )
+
+    def page(self, from_id: int, ids: list[int], symbol: str = "BTCUSDT") -> None:
+        self.seq.apply_page(symbol, from_id, [make_trade(i, symbol, source="rest") for i in ids])
 
 
 def test_duplicates_from_an_overlap_are_dropped() -> None:
@@ -176,11 +177,60 @@ def test_a_gap_holds_later_trades_until_backfilled_in_order() -> None:
     for trade_id in [10, 11, 15, 16]:
         r.seq.accept(make_trade(trade_id))
     assert [t for _, t in r.emitted] == [10, 11]
-    assert r.backfills[-1] == ("BTCUSDT", 12, 14)
-    for trade_id in [12, 13, 14, 15, 16, 17]:  # a REST page overlapping what is held
-        r.seq.accept(make_trade(trade_id, source="rest"), from_backfill=True)
+    assert r.seq.gaps() == [("BTCUSDT", 12, 14)]
+    r.page(12, [12, 13, 14, 15, 16, 17])  # a REST page overlapping what is held
     assert [t for _, t in r.emitted] == [10, 11, 12, 13, 14, 15, 16, 17]
     assert (r.seq.stats.gaps_backfilled, r.seq.stats.trades_backfilled, r.seq.stats.duplicates_dropped) == (1, 4, 0)
+    assert r.seq.gaps() == []
+
+
+def test_ids_rest_skips_never_existed_and_are_not_lost() -> None:
+    r = Recorder()
+    for trade_id in [1, 9]:
+        r.seq.accept(make_trade(trade_id))
+    r.page(2, [5, 6, 7, 8, 9])  # asked from 2, REST starts at 5: 2, 3 and 4 never existed
+    assert [t for _, t in r.emitted] == [1, 5, 6, 7, 8, 9]
+    assert (r.seq.stats.trades_absent, r.seq.stats.trades_unrecovered, r.lost) == (3, 0, [])
+    assert r.seq.stats.gaps_backfilled == 1
+
+
+def test_a_gap_is_given_up_only_when_rest_stops_making_progress() -> None:
+    r = Recorder()
+    for trade_id in [1, 3000, 3001]:
+        r.seq.accept(make_trade(trade_id))
+    r.now = 100.0  # queued behind other symbols' backfill for 100 s: REST was never asked, nothing is lost
+    r.seq.tick()
+    assert r.lost == []
+    r.page(2, list(range(2, 1002)))  # progress: 1,000 trades
+    r.now = 140.0
+    r.seq.tick()
+    assert r.lost == [] and r.seq.gaps() == [("BTCUSDT", 1002, 2999)]
+    for _ in range(2):
+        r.page(1002, [])  # REST has not caught up (lag): stalled answers
+    r.now = 200.0
+    r.seq.tick()
+    assert r.lost == [], "two stalled answers are not enough"
+    r.page(1002, list(range(1002, 2000)))  # progress again at t=200
+    for _ in range(3):
+        r.page(2000, [])
+    r.now = 229.9
+    r.seq.tick()
+    assert r.lost == [], "three stalled answers but under gap_timeout since the last progress"
+    r.now = 230.0
+    r.seq.tick()
+    assert r.lost == [("BTCUSDT", 2000, 2999)]
+    assert [t for _, t in r.emitted][-2:] == [3000, 3001]
+    assert (r.seq.stats.gaps_unrecovered, r.seq.stats.trades_unrecovered) == (1, 1000)
+
+
+def test_resume_from_the_last_id_in_kafka_opens_a_gap_to_the_first_live_trade() -> None:
+    r = Recorder()
+    r.seq.resume_from({"BTCUSDT": 41})
+    r.seq.accept(make_trade(50))
+    assert r.emitted == [] and r.seq.gaps() == [("BTCUSDT", 42, 49)]
+    r.page(42, list(range(42, 51)))
+    assert [t for _, t in r.emitted] == list(range(42, 51))
+    assert r.seq.stats.trades_backfilled == 8
 
 
 def test_symbols_are_independent() -> None:
@@ -191,20 +241,6 @@ def test_symbols_are_independent() -> None:
     assert r.emitted == [("BTCUSDT", 1), ("ETHUSDT", 7)]
 
 
-def test_an_unfillable_gap_is_reported_after_the_timeout_and_trades_released() -> None:
-    r = Recorder()
-    for trade_id in [1, 5, 6]:
-        r.seq.accept(make_trade(trade_id))
-    r.now = 29.9
-    r.seq.tick()
-    assert [t for _, t in r.emitted] == [1]
-    r.now = 30.0
-    r.seq.tick()
-    assert [t for _, t in r.emitted] == [1, 5, 6]
-    assert r.lost == [("BTCUSDT", 2, 4)]
-    assert (r.seq.stats.gaps_unrecovered, r.seq.stats.trades_unrecovered) == (1, 3)
-
-
 def test_release_all_reports_every_open_gap() -> None:
     r = Recorder()
     for trade_id in [1, 3, 6]:
@@ -212,6 +248,24 @@ def test_release_all_reports_every_open_gap() -> None:
     r.seq.release_all()
     assert [t for _, t in r.emitted] == [1, 3, 6]
     assert r.lost == [("BTCUSDT", 2, 2), ("BTCUSDT", 4, 5)]
+
+
+def test_the_weight_budget_paces_requests_and_a_pause_holds_those_already_waiting() -> None:
+    from k2.producer.backfill import WeightBudget
+    from k2.producer.exceptions import BackfillError
+
+    budget = WeightBudget(weight=25, per_minute=6000, budget_share=0.9, window_s=0.6)
+    assert budget.interval == pytest.approx(0.6 * 25 / 5400)
+    started = time.monotonic()
+    for _ in range(10):
+        budget.wait()
+    assert time.monotonic() - started >= 9 * budget.interval * 0.99
+    budget.pause(0.3, "rate limit hit (429)")
+    with pytest.raises(BackfillError, match="rate limit hit"):
+        budget.wait(deadline=time.monotonic() + 0.1)  # the pause ends after the deadline: give up at once
+    waited = time.monotonic()
+    budget.wait()
+    assert time.monotonic() - waited >= 0.25
 
 
 def test_streams_are_split_at_1024_per_connection() -> None:
