@@ -153,11 +153,7 @@ class Sequencer:
         """Give up on gaps REST stopped filling: report them and release what waits behind them."""
         now = self._clock()
         for symbol, state in self.states.items():
-            if (
-                state.held
-                and state.stalled >= self.stalled_answers
-                and now - state.last_progress >= self.gap_timeout
-            ):
+            if state.held and state.stalled >= self.stalled_answers and now - state.last_progress >= self.gap_timeout:
                 self._give_up(symbol, state)
 
     def release_all(self) -> None:
