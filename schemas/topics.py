@@ -64,7 +64,9 @@ def apply_topics(bootstrap_servers: str, specs: Iterable[TopicSpec], dry_run: bo
         described = admin.describe_configs([resource])[resource].result(timeout=TIMEOUT)
         differing = {k: v for k, v in spec.config.items() if k not in described or described[k].value != v}
         if differing:
-            changes += [f"{k}={v}" for k, v in sorted(differing.items())]
+            for key, value in sorted(differing.items()):
+                old = described[key].value if key in described else "(unset)"
+                changes.append(f"{key} {old} -> {value}")
             if not dry_run:
                 entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in differing.items()]
                 update = ConfigResource(ResourceType.TOPIC, spec.name, incremental_configs=entries)

@@ -191,3 +191,35 @@ def test_restart_keeps_topic_schema_and_table_and_down_frees_every_port(local_st
         assert registry.get_latest_version(f"{topic}-value").schema_id == schema_id
         assert json.loads(registry.get_schema(schema_id).schema_str) == json.loads(TRADE_SCHEMA)
     assert (topic, "t") in _catalog(local_stack).list_tables(topic)
+
+
+def test_topics_apply_brings_declared_retention_to_existing_topics_and_says_what_changed(
+    local_stack: LocalStack,
+) -> None:
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    from k2.schemas.contract import load_topics
+
+    assert local_stack.k2("topics", "apply").returncode == 0
+    declared = load_topics()
+    trades, dlq = declared["trades"], declared["trades-dlq"]
+    assert trades.config["retention.ms"] == "604800000" and trades.config["segment.ms"] == "86400000"
+    assert int(dlq.config["retention.ms"]) > int(trades.config["retention.ms"])
+    admin = AdminClient({"bootstrap.servers": local_stack.bootstrap_servers})
+    # Someone shortened the trades topic's retention by hand: apply puts the declaration back.
+    entry = ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, trades.name, incremental_configs=[entry])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+    dry = local_stack.k2("topics", "apply", "--dry-run", "--format", "json")
+    rows = {row["topic"]: row for row in json.loads(dry.stdout)}
+    assert rows[trades.name]["action"] == "would update"
+    assert rows[trades.name]["changes"] == "retention.ms 3600000 -> 604800000"
+    assert rows[dlq.name]["action"] == "unchanged"
+    applied = local_stack.k2("topics", "apply", "--format", "json")
+    assert json.loads(applied.stdout)[0]["changes"] == "retention.ms 3600000 -> 604800000"
+    described = ConfigResource(ResourceType.TOPIC, trades.name)
+    config = admin.describe_configs([described])[described].result(timeout=30)
+    assert (config["retention.ms"].value, config["segment.ms"].value) == ("604800000", "86400000")
+    again = local_stack.k2("topics", "apply", "--format", "json")
+    assert {row["action"] for row in json.loads(again.stdout)} == {"unchanged"}
