@@ -16,8 +16,6 @@ from k2.stack.services import urls
 from . import connect_cmd, ksql_cmd, produce_cmd, query_cmd, run_cmd, schemas_cmd, stack_cmd, tables_cmd, topics_cmd
 from .settings import Settings
 
-ENV_PREFIX = "K2"
-
 
 def local_defaults(home: Path) -> dict[str, str]:
     """Client URLs of the local stack in ``home``: its recorded ports, else K2_*_PORT, else defaults."""

@@ -74,14 +74,3 @@ def load_topics(path: Path = TOPICS_FILE) -> dict[str, TopicSpec]:
         except (KeyError, ValueError) as exc:
             raise TopicError(f"{path}: topic {key} needs a name and integer partitions ({exc})") from exc
     return topics
-
-
-def topics_with_overrides(overrides: dict[str, str]) -> dict[str, TopicSpec]:
-    """Declarations with some topic names replaced (``--topic``/``--dlq-topic`` and tests' unique names)."""
-    topics = load_topics()
-    for key, name in overrides.items():
-        if key not in topics:
-            raise TopicError(f"no topic {key!r} is declared in {TOPICS_FILE}; declared: {', '.join(topics)}")
-        spec = topics[key]
-        topics[key] = TopicSpec(spec.key, name, spec.partitions, spec.config, spec.value_schema, spec.doc)
-    return topics
