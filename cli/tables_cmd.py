@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
@@ -64,54 +68,121 @@ def snapshots(settings: Settings, table: str, fmt: str) -> None:
     emit(rows, fmt, (*columns, "current"))
 
 
-def _duration(text: str) -> timedelta:
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    try:
-        return timedelta(**{units[text[-1]]: float(text[:-1])})
-    except (KeyError, ValueError, IndexError):
-        raise click.BadParameter(f"{text!r} is not a duration like 30m, 1h or 7d") from None
-
-
 @tables.command()
-@click.argument("table")
-@click.option("--retain", default="1h", show_default=True, help="Keep snapshots younger than this.")
-@click.option("--orphan-age", default="1h", show_default=True, help="Only delete unreferenced files older than this.")
+@click.argument("table", required=False)
+@click.option("--retain", help="Keep snapshots younger than this.  [default: the table's snapshot_retention, 24h]")
 @click.option(
-    "--dry-run", is_flag=True, help="Print the plan (partitions, snapshots, files and bytes); change nothing."
+    "--orphan-age", help="Only delete unreferenced files older than this.  [default: the table's orphan_age, 1h]"
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the plan (partitions, merges, snapshots, files and bytes); change nothing."
+)
+@click.option("--watch", is_flag=True, help="Keep running: maintain once per --interval until stopped.")
+@click.option("--interval", default="60s", show_default=True, help="With --watch: time between cycles.")
+@click.option(
+    "--heartbeat",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --watch: a file rewritten with a JSON status after every table and cycle (a health check).",
 )
 @format_option()
 @click.pass_obj
-def maintain(settings: Settings, table: str, retain: str, orphan_age: str, dry_run: bool, fmt: str) -> None:
-    """Compact finished partitions, expire old snapshots, delete files nothing references any more.
+def maintain(
+    settings: Settings,
+    table: str | None,
+    retain: str | None,
+    orphan_age: str | None,
+    dry_run: bool,
+    watch: bool,
+    interval: str,
+    heartbeat: Path | None,
+    fmt: str,
+) -> None:
+    """Keep a table healthy: merge small files, compact finished partitions, expire snapshots, delete
+    files nothing references any more. Without TABLE, every table of connect/tables.toml that exists.
 
-    Works on any table: partitions and sort order are read from the table. Partitions whose time range
-    ended before the current UTC day (every partition, for a table without a time partition) holding
-    several files are rewritten into one file each, sorted by the table's sort order, committed only if
-    the connector did not commit into them in between (retried otherwise), so query results never
-    change. Snapshots older than --retain are expired except branch and tag heads; files that no
-    snapshot, branch, tag, metadata or statistics file references are deleted. Reports data files and
-    bytes, and files on disk, before and after; --dry-run prints the plan as rows of step, target,
-    count and bytes instead.
+    Works on any table: partitions and sort order are read from the table; the policy (small-file bound,
+    target file size, size tiers, snapshot retention and count, orphan age) is the table's
+    `maintenance` section in connect/tables.toml, or the defaults. In partitions still being written
+    (today's), small files of one size tier are merged once the tier holds tier_fanout of them, so no
+    partition holds more than about max_small_files_per_partition small files and files of the target
+    size are never rewritten. Partitions whose time range ended before the current UTC day (every
+    partition, for a table without a time partition) holding several files are rewritten into one file
+    each, sorted by the table's sort order. Every rewrite commits only on the head it was built on
+    (rebuilt when the connector committed in between, given up if its files changed), so query results
+    never change. Snapshots older than --retain or beyond the newest max_snapshots are expired except
+    branch and tag heads; files that no snapshot, branch, tag, metadata or statistics file references
+    are deleted once older than --orphan-age. Reports data files and bytes, and files on disk, before and
+    after; --dry-run prints the plan as rows of step, target, count and bytes instead. --watch runs
+    until stopped (SIGTERM or Ctrl-C), logging one line per table and cycle; `k2 stack up` runs it as
+    the `maintainer` service.
 
     \b
     Examples:
       k2 tables maintain market_data.trades
       k2 tables maintain market_data.trades --dry-run
       k2 tables maintain market_data.trades --retain 24h --format json
+      k2 tables maintain --watch --interval 60s
     """
     from k2.connect.exceptions import ConnectError
-    from k2.connect.maintenance import PLAN_COLUMNS, plan
+    from k2.connect.maintenance import PLAN_COLUMNS, Policy, load_policies, parse_duration, plan
     from k2.connect.maintenance import maintain as run_maintenance
+    from k2.connect.maintenance import watch as watch_tables
     from k2.connect.tables import rest_catalog
 
+    def duration(text: str | None, option: str) -> timedelta | None:
+        try:
+            return parse_duration(text) if text is not None else None
+        except ConnectError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+
+    if watch:
+        if dry_run:
+            raise click.UsageError("--watch and --dry-run do not go together; run --dry-run once instead")
+        every = duration(interval, "--interval") or timedelta(seconds=60)
+        policies = load_policies()
+        if table:
+            policies.setdefault(table, Policy())
+        retain_for, orphan_age_for = duration(retain, "--retain"), duration(orphan_age, "--orphan-age")
+        policies = {
+            name: replace(
+                policy,
+                snapshot_retention=policy.snapshot_retention if retain_for is None else retain_for,
+                orphan_age=policy.orphan_age if orphan_age_for is None else orphan_age_for,
+            )
+            for name, policy in policies.items()
+        }
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        maintainer_log = logging.getLogger("k2.maintainer")
+        maintainer_log.addHandler(handler)
+        maintainer_log.setLevel(logging.INFO)
+        maintainer_log.propagate = False
+        logging.getLogger("pyiceberg").setLevel(logging.ERROR)  # its commit-retry warnings are expected here
+        try:
+            watch_tables(
+                lambda: rest_catalog(settings.catalog_uri),
+                [table] if table else None,
+                every,
+                heartbeat=heartbeat,
+                policies=policies,
+            )
+        except KeyboardInterrupt:
+            return
+        return
+    if table is None:
+        raise click.UsageError("name a TABLE, or pass --watch to maintain every table of connect/tables.toml")
     catalog = rest_catalog(settings.catalog_uri)
     if dry_run:
-        planned = plan(catalog, table, retain=_duration(retain), orphan_age=_duration(orphan_age))
+        planned = plan(
+            catalog, table, retain=duration(retain, "--retain"), orphan_age=duration(orphan_age, "--orphan-age")
+        )
         emit(planned.rows(), fmt, PLAN_COLUMNS)
         if planned.refused:
             raise ConnectError(planned.refused)
         return
-    report = run_maintenance(catalog, table, retain=_duration(retain), orphan_age=_duration(orphan_age))
+    report = run_maintenance(
+        catalog, table, retain=duration(retain, "--retain"), orphan_age=duration(orphan_age, "--orphan-age")
+    )
     if fmt == "table":
         emit([{"metric": k, "value": v} for k, v in report.as_dict().items()], fmt)
     else:

@@ -30,16 +30,38 @@ Every table in the catalog can be maintained; its layout is read from the table 
   expired intermediate snapshots, which this run wrote and no one else can reference
   (``intermediate_files_deleted``; the plan cannot count them, they do not exist yet).
 
+* Partitions still being written (today's, or any partition whose time range has not ended) are kept
+  at a bounded number of small files by size tiers (``Policy``): a file's tier is
+  ``1 + floor(log_fanout(size / min_tier_size))`` (tier 0 below ``min_tier_size``); when a tier holds
+  ``tier_fanout`` files or more they are merged into files of about ``target_file_size``; files at or
+  above ``target_file_size`` are never rewritten. If a partition would still hold more than
+  ``max_small_files_per_partition`` small files, its smallest ones are merged too. Each merge reads
+  exactly the chosen files, writes the new ones, and commits one overwrite snapshot that deletes the
+  chosen files and adds the new ones. The commit is built on the table as it is when it commits and
+  lands only if the catalog's head is still the one it was built on; otherwise it is rebuilt on the new
+  head (the sink's appends never conflict), and given up when a chosen file is no longer live (someone
+  else rewrote or deleted it: pyiceberg's required-delete check). A crash before the commit leaves only
+  unreferenced new files, which the orphan step deletes after ``orphan_age``.
+* Snapshots beyond the newest ``max_snapshots`` are expired as well as those older than the retention,
+  so metadata.json stays small however often the sink commits.
+
 ``plan`` computes all three steps without changing anything (``k2 tables maintain --dry-run``);
 ``maintain`` computes the same plan, carries it out and reports the numbers the plan predicted.
+``watch`` runs ``maintain`` on every declared table once per interval, touching a heartbeat file.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import logging
+import math
 import os
+import random
 import time
+import tomllib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -88,14 +110,100 @@ from pyiceberg.types import (
 )
 
 from .exceptions import ConnectError
+from .tables import TABLES_FILE
+
+log = logging.getLogger("k2.maintainer")
 
 # Snapshot summary property marking the snapshots one compaction run commits.
 RUN_PROPERTY = "k2.maintenance-run"
+# Snapshot summary property of a size-tier merge (one snapshot each, not an intermediate one).
+MERGE_PROPERTY = "k2.maintenance-merge"
+# Seconds to wait between writing a merge's files and committing them: only crash tests set it.
+HOLD_VARIABLE = "K2_MAINTAIN_HOLD_BEFORE_COMMIT"
 # Source types an identity partition value can be compared with exactly.
 IDENTITY_TYPES = (StringType, IntegerType, LongType, DateType, TimestampType, TimestamptzType, BooleanType)
 TIME_SOURCE_TYPES = (DateType, TimestampType, TimestamptzType)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PLAN_COLUMNS = ("step", "target", "count", "bytes")
+MIB = 1024 * 1024
+SIZE_UNITS = {"B": 1, "KB": 1024, "MB": MIB, "GB": 1024 * MIB}
+DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'30s', '10m', '24h', '7d' as a timedelta."""
+    try:
+        return timedelta(**{DURATION_UNITS[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError, IndexError):
+        raise ConnectError(f"{text!r} is not a duration like 30s, 10m, 1h or 7d") from None
+
+
+def parse_size(text: str | int) -> int:
+    """'64MB', '256KB' or a number of bytes."""
+    if isinstance(text, int):
+        return text
+    number = text.rstrip("KMGB")
+    unit = text[len(number) :] or "B"
+    try:
+        return int(float(number) * SIZE_UNITS[unit])
+    except (KeyError, ValueError):
+        raise ConnectError(f"{text!r} is not a size like 256KB, 64MB or 1GB") from None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a table is kept healthy; declared per table in connect/tables.toml under ``.maintenance``."""
+
+    max_small_files_per_partition: int = 30
+    target_file_size: int = 64 * MIB
+    tier_fanout: int = 4
+    min_tier_size: int = 256 * 1024
+    snapshot_retention: timedelta = timedelta(hours=24)
+    max_snapshots: int = 500
+    orphan_age: timedelta = timedelta(hours=1)
+    orphan_check_interval: timedelta = timedelta(minutes=10)
+    max_manifests: int = 100
+
+    @classmethod
+    def from_toml(cls, values: dict[str, Any], where: str = "") -> Policy:
+        sizes = {"target_file_size", "min_tier_size"}
+        durations = {"snapshot_retention", "orphan_age", "orphan_check_interval"}
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(values) - known
+        if unknown:
+            raise ConnectError(f"{where}: unknown maintenance keys {sorted(unknown)}; known: {sorted(known)}")
+        parsed: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in sizes:
+                parsed[key] = parse_size(value)
+            elif key in durations:
+                parsed[key] = parse_duration(str(value))
+            else:
+                parsed[key] = int(value)
+        policy = cls(**parsed)
+        if policy.tier_fanout < 2 or policy.max_small_files_per_partition < 2:
+            raise ConnectError(f"{where}: tier_fanout and max_small_files_per_partition must be at least 2")
+        return policy
+
+    def tier(self, size: int) -> int:
+        if size < self.min_tier_size:
+            return 0
+        return 1 + int(math.log(size / self.min_tier_size, self.tier_fanout))
+
+
+def load_policies(path: Path = TABLES_FILE) -> dict[str, Policy]:
+    """The maintenance policy of every table declared in connect/tables.toml (defaults where not set)."""
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    return {
+        identifier: Policy.from_toml(spec.get("maintenance", {}), f"{path}: {identifier}.maintenance")
+        for identifier, spec in data.get("tables", {}).items()
+    }
+
+
+def policy_for(identifier: str) -> Policy:
+    """The declared policy of a table, or the defaults for a table connect/tables.toml does not declare."""
+    return load_policies().get(identifier, Policy())
 
 
 @dataclass
@@ -110,6 +218,9 @@ class MaintainReport:
     disk_files_after: int = 0
     disk_bytes_after: int = 0
     partitions_compacted: int = 0
+    files_merged: int = 0
+    merge_files_written: int = 0
+    merges_abandoned: int = 0
     commit_retries: int = 0
     snapshots_expired: int = 0
     orphans_deleted: int = 0
@@ -140,6 +251,17 @@ class Partition:
     size_bytes: int
 
 
+@dataclass(frozen=True)
+class Merge:
+    """Small files of a partition still being written, to merge into files of about the target size."""
+
+    label: str
+    row_filter: BooleanExpression
+    tier: int  # -1: the smallest files, merged to bring the partition under its small-file bound
+    paths: frozenset[str]
+    size_bytes: int
+
+
 @dataclass
 class MaintainPlan:
     """What a run will do, decided from the table and the disk as they are when it starts."""
@@ -148,6 +270,7 @@ class MaintainPlan:
     started_at: datetime
     refused: str = ""  # why the table cannot be compacted; empty when it can
     partitions: list[Partition] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
     expire: list[int] = field(default_factory=list)
     expire_before: datetime | None = None
     orphans: list[tuple[Path, int]] = field(default_factory=list)
@@ -167,6 +290,16 @@ class MaintainPlan:
                     "target": partition.label,
                     "count": len(partition.paths),
                     "bytes": partition.size_bytes,
+                }
+            )
+        for merge in self.merges:
+            tier = "smallest" if merge.tier < 0 else f"tier {merge.tier}"
+            rows.append(
+                {
+                    "step": "merge",
+                    "target": f"{merge.label} ({tier})",
+                    "count": len(merge.paths),
+                    "bytes": merge.size_bytes,
                 }
             )
         cutoff = _iso(self.expire_before)
@@ -416,9 +549,34 @@ def _live_data_files(table: Table) -> tuple[int, int]:
 # --- the plan -----------------------------------------------------------------------------------------
 
 
-def _partitions_to_compact(table: Table, identifier: str, fields: list[SpecField], today: date) -> list[Partition]:
+def _tier_merges(
+    label: str, row_filter: BooleanExpression, group: list[tuple[str, int]], policy: Policy
+) -> list[Merge]:
+    """Size-tiered merges of one partition's small files; files at the target size are left alone."""
+    small = [(path, size) for path, size in group if size < policy.target_file_size]
+    tiers: dict[int, list[tuple[str, int]]] = {}
+    for path, size in small:
+        tiers.setdefault(policy.tier(size), []).append((path, size))
+    merges = [
+        Merge(label, row_filter, tier, frozenset(p for p, _ in files), sum(s for _, s in files))
+        for tier, files in sorted(tiers.items())
+        if len(files) >= policy.tier_fanout
+    ]
+    merged = frozenset().union(*(m.paths for m in merges))
+    left = sorted((f for f in small if f[0] not in merged), key=lambda f: f[1])
+    if len(left) + len(merges) > policy.max_small_files_per_partition:
+        # More tiers than the bound allows (or a burst): merge the smallest down to half the bound.
+        count = len(left) + len(merges) - policy.max_small_files_per_partition // 2 + 1
+        chosen = left[: max(count, 2)]
+        merges.append(Merge(label, row_filter, -1, frozenset(p for p, _ in chosen), sum(s for _, s in chosen)))
+    return merges
+
+
+def _partitions_to_compact(
+    table: Table, identifier: str, fields: list[SpecField], today: date, policy: Policy
+) -> tuple[list[Partition], list[Merge]]:
     if table.current_snapshot() is None:
-        return []
+        return [], []
     files = table.inspect.data_files().select(["file_path", "file_size_in_bytes", "partition", "spec_id"])
     spec_id = table.spec().spec_id
     groups: dict[tuple[Any, ...], list[tuple[str, int]]] = {}
@@ -432,24 +590,47 @@ def _partitions_to_compact(table: Table, identifier: str, fields: list[SpecField
         groups.setdefault(values, []).append((row["file_path"], row["file_size_in_bytes"]))
     day_start = datetime(today.year, today.month, today.day, tzinfo=UTC)
     partitions = []
+    merges: list[Merge] = []
     for values, group in groups.items():
         if len(group) < 2:
             continue
         label, row_filter, ends = _partition(fields, values)
         if ends is not None and ends > day_start:
-            continue  # still being written
+            merges += _tier_merges(label, row_filter, group, policy)  # still being written
+            continue
         partitions.append(Partition(label, row_filter, frozenset(p for p, _ in group), sum(s for _, s in group)))
-    return sorted(partitions, key=lambda p: p.label)
+    return sorted(partitions, key=lambda p: p.label), sorted(merges, key=lambda m: (m.label, m.tier))
 
 
-def _plan(table: Table, identifier: str, retain: timedelta, orphan_age: timedelta, today: date | None) -> MaintainPlan:
+def _expiring(table: Table, cutoff: datetime, max_snapshots: int, protected: set[int]) -> list[int]:
+    """Snapshots older than the cutoff or beyond the newest ``max_snapshots``, except protected ones."""
+    cutoff_ms = int(cutoff.timestamp() * 1000)
+    newest = sorted(table.metadata.snapshots, key=lambda s: (s.timestamp_ms, s.sequence_number or 0), reverse=True)
+    keep = {s.snapshot_id for s in newest[:max_snapshots]}
+    return [
+        s.snapshot_id
+        for s in table.metadata.snapshots
+        if (s.timestamp_ms < cutoff_ms or s.snapshot_id not in keep) and s.snapshot_id not in protected
+    ]
+
+
+def _plan(
+    table: Table,
+    identifier: str,
+    retain: timedelta,
+    orphan_age: timedelta,
+    today: date | None,
+    policy: Policy | None = None,
+    orphans: bool = True,
+) -> MaintainPlan:
+    policy = policy or Policy()
     started = datetime.now(UTC)
     today = today or started.date()
     _check_refs(table, identifier)
     plan = MaintainPlan(identifier, started, expire_before=started - retain, orphans_before=started - orphan_age)
     fields, plan.refused = _partition_fields(table, identifier)
     if not plan.refused:
-        plan.partitions = _partitions_to_compact(table, identifier, fields, today)
+        plan.partitions, plan.merges = _partitions_to_compact(table, identifier, fields, today, policy)
 
     metadata = table.metadata
     head = table.current_snapshot()
@@ -457,16 +638,15 @@ def _plan(table: Table, identifier: str, retain: timedelta, orphan_age: timedelt
     protected = {
         ref.snapshot_id for name, ref in metadata.refs.items() if not (name == MAIN_BRANCH and plan.partitions)
     }
-    cutoff_ms = int(plan.expire_before.timestamp() * 1000) if plan.expire_before else 0
-    plan.expire = [
-        s.snapshot_id for s in metadata.snapshots if s.timestamp_ms < cutoff_ms and s.snapshot_id not in protected
-    ]
+    plan.expire = _expiring(table, plan.expire_before or started, policy.max_snapshots, protected)
 
     root = _local_root(table)
     plan.local = root is not None
-    plan.disk = _disk(root)
-    if root is None:
+    if root is None or not orphans:
+        if not orphans:
+            plan.orphans_before = None
         return plan
+    plan.disk = _disk(root)
     manifests = _Manifests(table)
     keep = _metadata_files(table, plan.expire)
     expired = set(plan.expire)
@@ -491,12 +671,22 @@ def _plan(table: Table, identifier: str, retain: timedelta, orphan_age: timedelt
 def plan(
     catalog: Catalog,
     identifier: str,
-    retain: timedelta = timedelta(hours=1),
-    orphan_age: timedelta = timedelta(hours=1),
+    retain: timedelta | None = None,
+    orphan_age: timedelta | None = None,
     today: date | None = None,
+    policy: Policy | None = None,
 ) -> MaintainPlan:
-    """What ``maintain`` would do now: partitions to compact, snapshots to expire, files to delete."""
-    return _plan(_load(catalog, identifier), identifier, retain, orphan_age, today)
+    """What ``maintain`` would do now: partitions to compact, files to merge, snapshots to expire, files
+    to delete. ``retain`` and ``orphan_age`` default to the policy's (the table's in connect/tables.toml)."""
+    policy = policy or policy_for(identifier)
+    return _plan(
+        _load(catalog, identifier),
+        identifier,
+        retain if retain is not None else policy.snapshot_retention,
+        orphan_age if orphan_age is not None else policy.orphan_age,
+        today,
+        policy,
+    )
 
 
 # --- carrying it out ----------------------------------------------------------------------------------
@@ -515,6 +705,77 @@ def _compact_partition(catalog: Catalog, identifier: str, partition: Partition, 
     raise ConnectError(
         f"{identifier}: partition {partition.label} changed {attempts} times while compacting; retry later"
     )
+
+
+def _write_merged(table: Table, merge: Merge, policy: Policy) -> tuple[list[Any], list[Any]]:
+    """Read exactly the merge's files, write their rows sorted into files of about the target size.
+
+    Returns (the chosen DataFiles as the table lists them, the new DataFiles); ([], []) when a chosen
+    file is no longer live or carries delete files (then it is left alone)."""
+    from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+
+    tasks = [t for t in table.scan(row_filter=merge.row_filter).plan_files() if t.file.file_path in merge.paths]
+    if len(tasks) != len(merge.paths) or any(t.delete_files for t in tasks):
+        return [], []
+    rows = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table(tasks)
+    rows = _sorted(rows, table)
+    size = sum(t.file.file_size_in_bytes for t in tasks)
+    pieces = max(1, math.ceil(size / policy.target_file_size))
+    per_piece = max(1, math.ceil(rows.num_rows / pieces))
+    write_uuid = uuid.uuid4()
+    counter = itertools.count(0)
+    written: list[Any] = []
+    for offset in range(0, rows.num_rows, per_piece):
+        written += _dataframe_to_data_files(
+            table.metadata, rows.slice(offset, per_piece), table.io, write_uuid=write_uuid, counter=counter
+        )
+    return [t.file for t in tasks], written
+
+
+def _merge_files(
+    catalog: Catalog, identifier: str, merge: Merge, policy: Policy, attempts: int
+) -> tuple[int, int, int]:
+    """Carry out one merge: (files merged, files written, commit retries); (0, 0, retries) if given up.
+
+    The new files are written once; the commit is rebuilt on the catalog's current head until it lands
+    on the head it was built on. A chosen file that is no longer live ends the merge: someone else
+    rewrote or deleted it, and committing would bring its rows back or lose them."""
+    table = catalog.load_table(identifier)
+    old, new = _write_merged(table, merge, policy)
+    if not old:
+        return 0, 0, 0
+    hold = float(os.environ.get(HOLD_VARIABLE) or 0)
+    log.info(
+        "merging %s: %d files (%d bytes) -> %d files; committing", merge.label, len(old), merge.size_bytes, len(new)
+    )
+    if hold:
+        time.sleep(hold)
+    for attempt in range(attempts):
+        if attempt:
+            table = catalog.load_table(identifier)
+        try:
+            with table.transaction() as tx:
+                properties = {MERGE_PROPERTY: f"tier-{merge.tier}" if merge.tier >= 0 else "smallest"}
+                with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
+                    for data_file in old:
+                        overwrite.delete_data_file(data_file)
+                    for data_file in new:
+                        overwrite.append_data_file(data_file)
+            log.info("merged %s: %d files -> %d files", merge.label, len(old), len(new))
+            return len(old), len(new), attempt
+        except (CommitFailedException, ValidationException):
+            # The sink committed in between (its appends are a conflict only to pyiceberg's serializable
+            # retry check, which does not know this is a rewrite): rebuild on the new head, if the
+            # chosen files are all still live there.
+            time.sleep(random.uniform(0.05, 0.3))
+            current = catalog.load_table(identifier)
+            live = {t.file.file_path for t in current.scan(row_filter=merge.row_filter).plan_files()}
+            if not merge.paths <= live:
+                break
+    for data_file in new:  # never committed: nothing references them
+        _delete(Path(_local(data_file.file_path)))
+    log.warning("gave up merging %s: its files changed or the table kept changing", merge.label)
+    return 0, 0, attempts
 
 
 def _expire(catalog: Catalog, identifier: str, planned: list[int], run_id: str) -> tuple[int, set[Path]]:
@@ -563,14 +824,22 @@ def _delete(path: Path) -> bool:
 def maintain(
     catalog: Catalog,
     identifier: str,
-    retain: timedelta = timedelta(hours=1),
-    orphan_age: timedelta = timedelta(hours=1),
+    retain: timedelta | None = None,
+    orphan_age: timedelta | None = None,
     today: date | None = None,
     attempts: int = 20,
+    policy: Policy | None = None,
+    orphans: bool = True,
 ) -> MaintainReport:
-    """Carry out ``plan``: compact, expire, delete orphans; report before/after and what each step did."""
+    """Carry out ``plan``: compact, merge, expire, delete orphans; report before/after and what each did.
+
+    ``retain`` and ``orphan_age`` default to the policy's; ``orphans=False`` skips the orphan step (the
+    watcher runs it less often: it reads every manifest of every snapshot)."""
+    policy = policy or policy_for(identifier)
+    retain = retain if retain is not None else policy.snapshot_retention
+    orphan_age = orphan_age if orphan_age is not None else policy.orphan_age
     table = _load(catalog, identifier)
-    planned = _plan(table, identifier, retain, orphan_age, today)
+    planned = _plan(table, identifier, retain, orphan_age, today, policy, orphans)
     if planned.refused:
         raise ConnectError(planned.refused)
     files_before, bytes_before = _live_data_files(table)
@@ -585,6 +854,12 @@ def maintain(
     for partition in planned.partitions:
         report.commit_retries += _compact_partition(catalog, identifier, partition, run_id, attempts)
         report.partitions_compacted += 1
+    for merge in planned.merges:
+        merged, written_files, retries = _merge_files(catalog, identifier, merge, policy, attempts)
+        report.files_merged += merged
+        report.merge_files_written += written_files
+        report.merges_abandoned += 0 if merged else 1
+        report.commit_retries += retries
 
     report.snapshots_expired, written = _expire(catalog, identifier, planned.expire, run_id)
 
@@ -603,7 +878,110 @@ def maintain(
             if not _kept(path, keep) and _delete(path):
                 report.intermediate_files_deleted += 1
     report.data_files_after, report.data_bytes_after = _live_data_files(table)
-    disk_after = _disk(_local_root(table))
+    disk_after = _disk(_local_root(table)) if orphans else []
     report.disk_files_after = len(disk_after)
     report.disk_bytes_after = sum(size for _, size, _ in disk_after)
     return report
+
+
+# --- the maintainer: every declared table, once per interval -------------------------------------------
+
+
+def head_manifests(table: Table) -> int:
+    """Manifests the current snapshot reads (what a query plans through)."""
+    head = table.current_snapshot()
+    return len(head.manifests(table.io)) if head is not None else 0
+
+
+def _heartbeat(path: Path | None, record: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(record, default=str) + "\n")
+    temporary.replace(path)  # readers never see half a record
+
+
+def heartbeat_age(path: Path) -> float | None:
+    """Seconds since the maintainer last reported, None if it never did."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def watch(
+    catalog_factory: Callable[[], Catalog],
+    identifiers: list[str] | None,
+    interval: timedelta,
+    heartbeat: Path | None = None,
+    cycles: int | None = None,
+    policies: dict[str, Policy] | None = None,
+) -> None:
+    """Maintain each table (default: every table of connect/tables.toml that exists) once per interval.
+
+    A failing table is logged and retried next cycle; the loop itself never stops on one (a catalog
+    that is down is waited for). The heartbeat file gets a JSON record after every table and cycle."""
+    policies = policies if policies is not None else load_policies()
+    names = identifiers or sorted(policies)
+    last_orphans: dict[str, float] = {}
+    cycle = 0
+    state: dict[str, Any] = {"pid": os.getpid(), "interval_s": interval.total_seconds(), "tables": {}}
+    _heartbeat(heartbeat, {**state, "at": datetime.now(UTC), "cycle": cycle})
+    log.info("maintaining %s every %ss", ", ".join(names), interval.total_seconds())
+    while cycles is None or cycle < cycles:
+        started = time.monotonic()
+        cycle += 1
+        try:
+            catalog = catalog_factory()
+            existing = {".".join(name) for ns in catalog.list_namespaces() for name in catalog.list_tables(ns)}
+        except Exception as exc:  # the catalog is down or restarting: try again next cycle
+            log.warning("cycle %d: catalog unavailable: %s", cycle, str(exc).splitlines()[0][:200])
+            existing, catalog = set(), None
+        for identifier in names:
+            if catalog is None or identifier not in existing:
+                continue
+            policy = policies.get(identifier) or Policy()
+            due = (
+                time.monotonic() - last_orphans.get(identifier, -math.inf)
+                >= policy.orphan_check_interval.total_seconds()
+            )
+            try:
+                report = maintain(catalog, identifier, policy=policy, orphans=due)
+                table = catalog.load_table(identifier)
+                summary = {
+                    "data_files": report.data_files_after,
+                    "max_files_per_partition": _max_files_per_partition(table),
+                    "snapshots": len(table.metadata.snapshots),
+                    "manifests": head_manifests(table),
+                    "files_merged": report.files_merged,
+                    "partitions_compacted": report.partitions_compacted,
+                    "snapshots_expired": report.snapshots_expired,
+                    "orphans_deleted": report.orphans_deleted,
+                    "commit_retries": report.commit_retries,
+                }
+                if due:
+                    last_orphans[identifier] = time.monotonic()
+                state["tables"][identifier] = summary
+                log.info("cycle %d %s: %s", cycle, identifier, " ".join(f"{k}={v}" for k, v in summary.items()))
+                if summary["manifests"] > policy.max_manifests:
+                    log.warning("%s: %d manifests (> %d)", identifier, summary["manifests"], policy.max_manifests)
+            except Exception as exc:  # one table's failure must not stop the others or the next cycle
+                state["tables"][identifier] = {"error": str(exc).splitlines()[0][:300]}
+                log.error("cycle %d %s failed: %s", cycle, identifier, str(exc).splitlines()[0][:300])
+            _heartbeat(heartbeat, {**state, "at": datetime.now(UTC), "cycle": cycle})
+        _heartbeat(heartbeat, {**state, "at": datetime.now(UTC), "cycle": cycle})
+        if cycles is not None and cycle >= cycles:
+            break
+        time.sleep(max(0.0, interval.total_seconds() - (time.monotonic() - started)))
+
+
+def _max_files_per_partition(table: Table) -> int:
+    if table.current_snapshot() is None:
+        return 0
+    partitions = table.inspect.data_files()["partition"].to_pylist()
+    counts: dict[str, int] = {}
+    for partition in partitions:
+        key = json.dumps(partition, default=str, sort_keys=True)
+        counts[key] = counts.get(key, 0) + 1
+    return max(counts.values(), default=0)
