@@ -18,7 +18,7 @@ from .resolve import Component, ResolveError, is_resolved, load_components, reso
 from .services import HOST, SERVICES, Context, Ports, Service, find_java, find_maven, service
 
 Progress = Callable[[str], None]
-STATE_DIRS = ("logs", "run", "data", "kafka", "connect", "registry", "tmp")
+STATE_DIRS = ("logs", "run", "data", "kafka", "connect", "registry", "maintainer", "tmp")
 PORTS_FILE = "ports.json"
 WAREHOUSE_FILE = "warehouse.json"  # where the catalog's warehouse is, as the last `up` that started it said
 
@@ -161,7 +161,7 @@ class Stack:
             state = "crashed" if record else "stopped"
         else:
             state = "running" if svc.health(self.ctx) else "unhealthy"
-        return ServiceState(svc.name, svc.url(self.ctx.ports), state, pid, str(self.log_path(svc)))
+        return ServiceState(svc.name, svc.url(self.ctx), state, pid, str(self.log_path(svc)))
 
     def states(self) -> list[ServiceState]:
         return [self.state(svc) for svc in SERVICES]
@@ -205,7 +205,7 @@ class Stack:
                 continue  # already ours and alive: waited for below, never restarted
             self._pid_file(svc).unlink(missing_ok=True)
             port = svc.port_number(ctx.ports)
-            if port_in_use(port):
+            if port is not None and svc.port is not None and port_in_use(port):
                 env = Ports.ENV[svc.port]
                 raise StackError(
                     f"port {port} for {svc.name} is already in use by another process; stop it, or pick another "
@@ -230,7 +230,7 @@ class Stack:
         while True:
             for svc in list(pending):
                 if all(dep in healthy for dep in svc.depends_on):
-                    self._spawn(svc, components[svc.component])
+                    self._spawn(svc, components[svc.component] if svc.component else None)
                     pending.remove(svc)
             waiting = []
             for svc in self.selected(only):
@@ -291,7 +291,7 @@ class Stack:
             )
         return warehouse_uri, s3_endpoint
 
-    def _spawn(self, svc: Service, component: Component) -> None:
+    def _spawn(self, svc: Service, component: Component | None) -> None:
         cmd, extra_env, workdir = svc.prepare(self.ctx, component)
         env = {**os.environ, **extra_env}
         log = self.log_path(svc)

@@ -1,6 +1,7 @@
 """The services of the K2 local stack: how each is prepared, started and checked.
 
-Every service is a plain JVM process on loopback, started from jars resolved by ``resolve.py``.
+Every service is a plain process on loopback: the JVMs run from jars resolved by ``resolve.py``; the
+maintainer is `k2 tables maintain --watch` itself, run by this Python against the stack's catalog.
 The declarative parts (broker and worker properties, logging) live in ``stack/config/``; this module
 only fills in ports and paths.
 """
@@ -13,10 +14,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -27,6 +31,9 @@ CONFIG_DIR = Path(__file__).with_name("config")
 JAVA_DIR = Path(__file__).with_name("java")
 HOST = "127.0.0.1"
 MIN_JAVA = 17
+# The maintainer's cycle; its health check wants a heartbeat within three cycles (and a minute's grace).
+MAINTAINER_INTERVAL_ENV = "K2_MAINTAINER_INTERVAL"
+MAINTAINER_INTERVAL_DEFAULT = "60s"
 
 
 @dataclass(frozen=True)
@@ -146,17 +153,20 @@ class Service:
     """One process of the stack."""
 
     name: str
-    component: str
-    port: str
+    component: str | None  # the jars it runs from (stack/artifacts.toml); None for a Python process
+    port: str | None  # its field in Ports; None when it listens on no port
     depends_on: tuple[str, ...]
     health: Callable[[Context], bool] = field(repr=False)
-    prepare: Callable[[Context, Component], tuple[list[str], dict[str, str], Path]] = field(repr=False)
+    # Gets the service's component, or None when it has none.
+    prepare: Callable[[Context, Any], tuple[list[str], dict[str, str], Path]] = field(repr=False)
 
-    def url(self, ports: Ports) -> str:
-        return urls(ports)[self.name]
+    def url(self, ctx: Context) -> str:
+        if self.name == "maintainer":
+            return str(maintainer_heartbeat(ctx))
+        return urls(ctx.ports)[self.name]
 
-    def port_number(self, ports: Ports) -> int:
-        return int(getattr(ports, self.port))
+    def port_number(self, ports: Ports) -> int | None:
+        return int(getattr(ports, self.port)) if self.port else None
 
 
 def _java_args(ctx: Context, heap: str) -> list[str]:
@@ -275,6 +285,61 @@ def _prepare_connect(ctx: Context, component: Component) -> tuple[list[str], dic
     return cmd, env, workdir
 
 
+def maintainer_heartbeat(ctx: Context) -> Path:
+    return ctx.run / "maintainer.heartbeat"
+
+
+def _maintainer_interval(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get(MAINTAINER_INTERVAL_ENV) or MAINTAINER_INTERVAL_DEFAULT
+
+
+def maintainer_command(catalog_uri: str, heartbeat: str, interval: str) -> list[str]:
+    """The maintainer's arguments after the interpreter: the same in the local stack and in Compose."""
+    return [
+        "-m",
+        "k2.cli",
+        "--catalog-uri",
+        catalog_uri,
+        "tables",
+        "maintain",
+        "--watch",
+        "--interval",
+        interval,
+        "--heartbeat",
+        heartbeat,
+    ]
+
+
+def _prepare_maintainer(ctx: Context, component: Component | None) -> tuple[list[str], dict[str, str], Path]:
+    heartbeat = maintainer_heartbeat(ctx)
+    heartbeat.unlink(missing_ok=True)  # healthy only once this process has reached the catalog
+    cmd = [
+        sys.executable,
+        *maintainer_command(f"http://{HOST}:{ctx.ports.catalog}", str(heartbeat), _maintainer_interval()),
+    ]
+    workdir = ctx.home / "maintainer"
+    workdir.mkdir(parents=True, exist_ok=True)
+    return cmd, {"PYTHONUNBUFFERED": "1"}, workdir
+
+
+def _maintainer_ok(ctx: Context) -> bool:
+    try:
+        age = time.time() - maintainer_heartbeat(ctx).stat().st_mtime
+    except OSError:
+        return False
+    seconds = _interval_seconds(_maintainer_interval())
+    return age < 3 * seconds + 60
+
+
+def _interval_seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise StackError(f"{MAINTAINER_INTERVAL_ENV}={text!r} is not a duration like 30s, 5m or 1h") from None
+
+
 def _javac_for(java: str) -> str:
     resolved = shutil.which(java) or java
     sibling = Path(os.path.realpath(resolved)).with_name("javac")
@@ -322,6 +387,15 @@ SERVICES: tuple[Service, ...] = (
         # /connectors answers only once the worker has joined its group and read its config topic.
         health=lambda ctx: _http_ok(f"http://{HOST}:{ctx.ports.connect}/connectors"),
         prepare=_prepare_connect,
+    ),
+    Service(
+        name="maintainer",
+        component=None,
+        port=None,
+        depends_on=("catalog",),
+        # A heartbeat file it rewrites after every table and cycle: alive, reaching the catalog, not stuck.
+        health=_maintainer_ok,
+        prepare=_prepare_maintainer,
     ),
 )
 

@@ -38,7 +38,17 @@ def test_every_service_has_a_healthcheck() -> None:
 
 
 def test_required_services_exist() -> None:
-    expected = {"kafka", "registry", "connect", "catalog", "minio", "ksqldb-server", "ksqldb-cli", "kafka-ui"}
+    expected = {
+        "kafka",
+        "registry",
+        "connect",
+        "catalog",
+        "minio",
+        "ksqldb-server",
+        "ksqldb-cli",
+        "kafka-ui",
+        "maintainer",
+    }
     assert expected <= set(SERVICES)
 
 
@@ -123,3 +133,19 @@ def test_no_secret_is_written_in_the_file() -> None:
     assert str(minio["MINIO_ROOT_PASSWORD"]).startswith("${MINIO_ROOT_PASSWORD:?"), (
         "the password must come from the environment"
     )
+
+
+def test_maintainer_runs_the_local_stacks_command_against_the_compose_catalog() -> None:
+    from k2.stack.services import MAINTAINER_INTERVAL_DEFAULT, maintainer_command
+    from k2.stack.services import SERVICES as LOCAL
+
+    maintainer = SERVICES["maintainer"]
+    assert maintainer["command"] == maintainer_command(
+        "http://catalog:8181", "/tmp/k2-maintainer.heartbeat", MAINTAINER_INTERVAL_DEFAULT
+    )
+    assert "/tmp/k2-maintainer.heartbeat" in " ".join(maintainer["healthcheck"]["test"])
+    assert maintainer["depends_on"]["catalog"]["condition"] == "service_healthy"
+    local = next(s for s in LOCAL if s.name == "maintainer")
+    assert set(local.depends_on) == set(maintainer["depends_on"])
+    dockerfile = (ROOT / maintainer["build"]["dockerfile"]).read_text()
+    assert "pip install" in dockerfile and 'ENTRYPOINT ["python"]' in dockerfile

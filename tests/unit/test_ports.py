@@ -146,7 +146,7 @@ def test_down_twice_is_a_no_op(tmp_path: Path) -> None:
     for _ in range(2):
         result = CliRunner().invoke(cli, ["--home", str(tmp_path), "stack", "down"])
         assert result.exit_code == 0
-        assert result.output.count("was not running") == 4
+        assert result.output.count("was not running") == 5
 
 
 def test_reset_needs_yes_without_a_terminal(tmp_path: Path) -> None:
@@ -164,7 +164,8 @@ def test_starting_some_services_brings_what_they_depend_on(tmp_path: Path) -> No
     the_stack = Stack(Context(tmp_path, tmp_path, Ports()))
     assert [s.name for s in the_stack.selected(["connect"])] == ["kafka", "registry", "connect"]
     assert [s.name for s in the_stack.selected(["catalog"])] == ["catalog"]
-    assert [s.name for s in the_stack.selected([])] == ["kafka", "registry", "catalog", "connect"]
+    assert [s.name for s in the_stack.selected(["maintainer"])] == ["catalog", "maintainer"]
+    assert [s.name for s in the_stack.selected([])] == ["kafka", "registry", "catalog", "connect", "maintainer"]
 
 
 def test_a_warehouse_that_is_not_s3_or_lacks_an_endpoint_is_refused_before_anything_starts(tmp_path: Path) -> None:
