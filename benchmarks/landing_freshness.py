@@ -75,18 +75,15 @@ class Poller:
     def __init__(self, catalog_uri: str, table: str) -> None:
         from k2.query.engine import Lake
 
-        self.lake = Lake(catalog_uri)
-        self.namespace, self.name = table.split(".")
+        self.lake = Lake(catalog_uri)  # every statement reads the table's newest snapshot
+        self.table = table
         self.visible_at: dict[tuple[str, int], float] = {}
         self.ingest_ms: dict[tuple[str, int], int] = {}
 
     def poll(self) -> int:
-        ref = self.lake.catalog.table(self.namespace, self.name)
-        if ref is None:
-            return 0
         now = time.time()
         rows = self.lake.query(
-            f"select symbol, trade_id, epoch_ms(ingest_time) as ingest_ms from {self.lake.scan_sql(ref)}"
+            f"select symbol, trade_id, epoch_ms(ingest_time) as ingest_ms from {self.table}"
         ).to_pylist()
         for row in rows:
             key = (row["symbol"], row["trade_id"])

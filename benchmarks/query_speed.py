@@ -1,13 +1,16 @@
-"""Query speed on a streaming-shaped table, before and after `k2 tables maintain`, against a floor.
+"""Query speed on a streaming-shaped table, before and after `k2 tables maintain`, against floors.
 
 A table of --trades trades over several symbols and days is written the way the sink writes it: many
 small appends in time order (one file per partition touched per append). Four queries run through the
-`k2 query` engine (a scan plan per session, query/planner.py), and the same four run with DuckDB
-`read_parquet` over exactly the table's current data files (the floor: no metadata work at all). Then
-`k2 tables maintain` compacts, and both are measured again. Medians of --repeat runs each.
+`k2 query` engine (DuckDB with the REST catalog attached: every statement loads the table's metadata
+and plans its scan), and the same four run with DuckDB `read_parquet` over exactly the table's current
+data files (the floor: no metadata work at all). Then `k2 tables maintain` compacts, and both are
+measured again. Medians of --repeat runs each. The metadata line is what a statement spends before it
+reads a row (`SELECT * ... LIMIT 0` through the engine).
 
-The plan is made once per `k2` invocation, before the first statement; its cost is printed on its own
-line, beside what DuckDB's iceberg_scan spends on metadata in every statement (its `SELECT ... LIMIT 0`).
+The whole command is measured too: `k2 query` as a subprocess (Python start-up, CLI, extension loading,
+ATTACH, query, output) against a plain Python script that loads the same extensions, attaches the same
+catalog and prints the same query's rows; wall time, median of --command-repeat runs.
 
     python benchmarks/query_speed.py --trades 5000000 --appends 500
 """
@@ -18,6 +21,7 @@ import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -85,18 +89,23 @@ def median_time(run: Any, repeat: int) -> float:
     return statistics.median(samples)
 
 
-def planning(catalog_uri: str, identifier: str, repeat: int) -> tuple[float, float]:
-    """Median seconds to plan the table's scan, and iceberg_scan's metadata time in each statement."""
-    from k2.query.engine import Lake
-    from k2.query.planner import plan_scan
+COMMANDS = ("count per symbol", "newest 100 of a symbol")  # a small result and a wide one
+PLAIN_SCRIPT = """
+import sys
+from pathlib import Path
 
-    lake = Lake(catalog_uri)
-    namespace, name = identifier.split(".")
-    ref = lake.catalog.table(namespace, name)
-    assert ref is not None
-    plan = median_time(lambda: plan_scan(lake.con, ref.metadata_location, ref.metadata, None), repeat)
-    metadata = median_time(lambda: lake.con.execute(f"SELECT * FROM {lake.scan_sql(ref)} LIMIT 0").fetchall(), repeat)
-    return plan, metadata
+import duckdb
+import duckdb_extension_avro, duckdb_extension_httpfs, duckdb_extension_iceberg
+
+uri, sql = sys.argv[1:]
+con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+for module in (duckdb_extension_avro, duckdb_extension_httpfs, duckdb_extension_iceberg):
+    con.execute(f"LOAD '{sorted(Path(module.__file__).parent.glob('extensions/*/*.duckdb_extension'))[-1]}'")
+con.execute("SET TimeZone = 'UTC'")
+con.execute(f"ATTACH 'warehouse' AS lake (TYPE iceberg, ENDPOINT '{uri}', AUTHORIZATION_TYPE 'none')")
+for row in con.execute(sql).fetchall():
+    print(row)
+"""
 
 
 def measure(catalog_uri: str, identifier: str, repeat: int) -> dict[str, tuple[float, float]]:
@@ -106,7 +115,6 @@ def measure(catalog_uri: str, identifier: str, repeat: int) -> dict[str, tuple[f
     from k2.query.engine import Lake
 
     lake = Lake(catalog_uri)
-    lake.attach_tables()
     table = rest_catalog(catalog_uri).load_table(identifier)
     files = table.inspect.files()["file_path"].to_pylist()
     floor = duckdb.connect()
@@ -118,6 +126,26 @@ def measure(catalog_uri: str, identifier: str, repeat: int) -> dict[str, tuple[f
         ours = median_time(lambda sql=sql: lake.query(sql.format(t=identifier)), repeat)
         base = median_time(lambda sql=sql: floor.execute(sql.format(t="t")).to_arrow_table(), repeat)
         results[name] = (ours, base)
+    metadata = median_time(lambda: lake.query(f"select * from {identifier} limit 0"), repeat)
+    results["metadata per statement"] = (metadata, 0.0)
+    return results
+
+
+def commands(catalog_uri: str, identifier: str, repeat: int) -> dict[str, tuple[float, float]]:
+    """Wall time of `k2 query` and of the plain script, each a fresh process, for each of COMMANDS."""
+
+    def wall(argv: list[str]) -> float:
+        def run() -> None:
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        return median_time(run, repeat)
+
+    results = {}
+    for name in COMMANDS:
+        sql = QUERIES[name]
+        k2 = [sys.executable, "-m", "k2.cli", "--catalog-uri", catalog_uri, "query", sql.format(t=identifier)]
+        plain = [sys.executable, "-c", PLAIN_SCRIPT, catalog_uri, sql.format(t=f"lake.{identifier}")]
+        results[name] = (wall(k2), wall(plain))
     return results
 
 
@@ -126,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trades", type=int, default=5_000_000)
     parser.add_argument("--appends", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--command-repeat", type=int, default=5)
     parser.add_argument("--catalog-uri", default=os.environ.get("K2_CATALOG_URI", "http://127.0.0.1:8181"))
     args = parser.parse_args(argv)
 
@@ -150,11 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  appended {index + 1}/{args.appends} ({time.monotonic() - started:.0f}s)", file=sys.stderr)
     files_before = catalog.load_table(identifier).inspect.files().num_rows
     before = measure(args.catalog_uri, identifier, args.repeat)
-    plan_before = planning(args.catalog_uri, identifier, args.repeat)
+    commands_before = commands(args.catalog_uri, identifier, args.command_repeat)
     today = (START + timedelta(days=DAYS + 1)).date()  # every written day counts as finished
     report = maintain(catalog, identifier, today=today, retain=timedelta(0), orphan_age=timedelta(0))
     after = measure(args.catalog_uri, identifier, args.repeat)
-    plan_after = planning(args.catalog_uri, identifier, args.repeat)
+    commands_after = commands(args.catalog_uri, identifier, args.command_repeat)
     print(
         f"{args.trades:,} trades, {len(SYMBOLS)} symbols, {DAYS} days, {args.appends} appends: "
         f"{files_before:,} data files before maintain, {report.data_files_after:,} after "
@@ -167,10 +196,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<28} {b_ours:>10.3f}s {b_floor:>7.3f}s {b_ours / b_floor:>5.2f}x   "
             f"{a_ours:>9.3f}s {a_floor:>7.3f}s {a_ours / a_floor:>5.2f}x"
         )
+    b_meta, a_meta = before["metadata per statement"][0], after["metadata per statement"][0]
+    print(f"{'metadata per statement':<28} {b_meta:>10.3f}s {'':>8} {'':>6}   {a_meta:>9.3f}s")
+    print(f"whole command, median of {args.command_repeat}: `k2 query` / plain script (same extensions, ATTACH, query)")
     print(
-        f"{'plan, once per k2 run':<28} {plan_before[0]:>10.3f}s {'':>8} {'':>6}   {plan_after[0]:>9.3f}s\n"
-        f"{'iceberg_scan metadata/stmt':<28} {plan_before[1]:>10.3f}s {'':>8} {'':>6}   {plan_after[1]:>9.3f}s"
+        f"{'command':<28} {'before: k2':>11} {'script':>8} {'ratio':>6}   {'after: k2':>10} {'script':>8} {'ratio':>6}"
     )
+    for name in COMMANDS:
+        (b_k2, b_plain), (a_k2, a_plain) = commands_before[name], commands_after[name]
+        print(
+            f"{name:<28} {b_k2:>10.3f}s {b_plain:>7.3f}s {b_k2 / b_plain:>5.2f}x   "
+            f"{a_k2:>9.3f}s {a_plain:>7.3f}s {a_k2 / a_plain:>5.2f}x"
+        )
     catalog.purge_table(identifier)
     catalog.drop_namespace(identifier.split(".")[0])
     return 0

@@ -242,8 +242,7 @@ def reconcile(settings: Settings, interval: str, since: str, until: str, table: 
     from k2.query.engine import Lake, candles
 
     live = ksql_candles(KsqlClient(settings.ksql_url), interval, since, until)
-    lake = Lake(settings.catalog_uri)
-    lake.attach_tables(trades=table)
+    lake = Lake(settings.catalog_uri, trades=table)
     symbols = sorted({symbol for symbol, _ in live} | _symbols(lake))
     exact = [c for symbol in symbols for c in candles(lake, symbol, interval, since, until)]
     mismatches = compare(live, exact)

@@ -45,15 +45,19 @@ def _write(rows: list[dict[str, Any]], fmt: str, output: Path | None, columns: A
     help="Output format.",
 )
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
-@click.option("--snapshot", "snapshot_id", type=int, help="Read every table as of this snapshot id.")
-@click.option("--as-of", "as_of", help="Read every table as of this UTC time, e.g. 2026-11-27T12:00:00.")
+@click.option("--snapshot", "snapshot_id", type=int, help="Read the table that has this snapshot id at it.")
+@click.option(
+    "--as-of", "as_of", help="Read every table as its main branch was at this UTC time, e.g. 2026-11-27T12:00:00."
+)
 @click.pass_obj
 def query(
     settings: Settings, sql: str, fmt: str, output: Path | None, snapshot_id: int | None, as_of: str | None
 ) -> None:
-    """Run read-only DuckDB SQL where every catalog table is a view (trades, market_data.trades).
+    """Run read-only DuckDB SQL over the attached Iceberg REST catalog (trades, market_data.trades).
 
-    Decimals print exactly, timestamps as UTC ISO-8601. Statements that write are refused.
+    Every statement reads each table's newest snapshot; --snapshot reads the table that has that
+    snapshot, --as-of reads every table as its main branch was then (never a branch or a rolled-back
+    snapshot). Decimals print exactly, timestamps as UTC ISO-8601. Statements that write are refused.
 
     \b
     Examples:
@@ -64,9 +68,7 @@ def query(
     """
     from k2.query.engine import Lake
 
-    lake = Lake(settings.catalog_uri)
-    lake.attach_tables({"snapshot_id": snapshot_id, "as_of": as_of} if (snapshot_id or as_of) else None)
-    table = lake.query(sql)
+    table = Lake(settings.catalog_uri, snapshot_id=snapshot_id, as_of=as_of).query(sql)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -103,8 +105,7 @@ def candles(
     from k2.query.engine import Lake
     from k2.query.engine import candles as compute
 
-    lake = Lake(settings.catalog_uri)
-    lake.attach_tables(trades=table)
+    lake = Lake(settings.catalog_uri, trades=table)
     _write(compute(lake, symbol.upper(), interval, since, until), fmt, output, CANDLE_COLUMNS)
 
 
@@ -152,8 +153,7 @@ def volume(
     from k2.query.engine import volume as compute
 
     start, end = _window(last, since, until)
-    lake = Lake(settings.catalog_uri)
-    lake.attach_tables(trades=table)
+    lake = Lake(settings.catalog_uri, trades=table)
     rows = compute(lake, [s.upper() for s in symbols], start, end)
     columns = ("symbol", "volume", "quote_volume", "vwap", "trade_count", "first_trade", "last_trade")
     emit(rows, fmt, columns)

@@ -53,19 +53,19 @@ def apply(settings: Settings, dry_run: bool, fmt: str) -> None:
 @format_option()
 @click.pass_obj
 def snapshots(settings: Settings, table: str, fmt: str) -> None:
-    """List a table's snapshots, oldest first (ids and times for `k2 query --snapshot/--as-of`).
+    """List a table's snapshots, oldest first (ids and times for `k2 query --snapshot/--as-of`), with the
+    branches and tags whose head each one is, read through the same DuckDB catalog as `k2 query`.
 
     \b
     Examples:
       k2 tables snapshots market_data.trades
       k2 tables snapshots market_data.trades --format json
     """
-    from k2.query.engine import Catalog
-    from k2.query.engine import snapshots as list_snapshots
+    from k2.query.engine import Lake
 
-    rows = list_snapshots(Catalog(settings.catalog_uri), table)
+    rows = Lake(settings.catalog_uri).snapshots(table)
     columns = ("snapshot_id", "committed_at", "operation", "added_records", "total_records", "total_data_files")
-    emit(rows, fmt, (*columns, "current"))
+    emit(rows, fmt, (*columns, "refs", "current"))
 
 
 @tables.command()

@@ -1,38 +1,41 @@
 """DuckDB over the REST catalog's Iceberg tables, offline.
 
-Path chosen: the catalog's REST API gives each table's current ``metadata-location``; DuckDB's iceberg
-extension reads that metadata once per session and lists the snapshot's data files with their bounds
-(planner.py), and statements read those Parquet files with ``read_parquet``, pruned by symbol and time
-through the plan. Tables the plan does not cover (delete files, schema evolution) are read with
-``iceberg_scan``. pyiceberg stays off this path (about a second to import, and converting its scans to
-Arrow first was measured 3-10x slower). The extensions come from the PyPI packages pinned beside DuckDB
-and are loaded by file path with auto-install and auto-load off, so nothing is ever downloaded.
+DuckDB's iceberg extension attaches the REST catalog itself (``ATTACH ... (TYPE iceberg)``): it lists
+namespaces and tables, loads each table's metadata when a statement reads it (so every statement sees
+the table's current snapshot on its main branch, and a long-lived Lake never goes stale), plans the scan
+(partition and file pruning, delete files, schema evolution by field id) and time-travels with
+``AT (VERSION => id)`` / ``AT (TIMESTAMP => t)``, the latter through the table's snapshot log. Short
+names (``trades``) resolve through DuckDB's search path, the default namespace first. pyiceberg stays off
+this path (about a second to import). The extensions come from the PyPI packages pinned beside DuckDB and
+are loaded by file path with auto-install and auto-load off, so nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import duckdb
 import pyarrow as pa
-import requests
 
 from k2.connect.exceptions import catalog_unreachable
 
 from .exceptions import QueryError
-from .planner import ScanPlan, iceberg_scan, mentions, plan_scan
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 EIGHT_PLACES = Decimal("0.00000001")
+CATALOG = "lake"  # the attached catalog: every table is also lake.<namespace>.<table>
 DEFAULT_NAMESPACE = "market_data"  # the namespace of connect/tables.toml: `trades` means market_data.trades
+DEFAULT_TRADES = f"{DEFAULT_NAMESPACE}.trades"
+OURS = f"WHERE database_name = '{CATALOG}'"  # duckdb_schemas() / duckdb_tables() rows of the catalog
 INTERVALS = {"1m": "1 minute", "5m": "5 minutes", "15m": "15 minutes", "1h": "1 hour", "1d": "1 day"}
 # EXPLAIN, EXPLAIN ANALYZE, EXPLAIN (ANALYZE, FORMAT JSON): what precedes the explained statement.
 EXPLAIN_PREFIX = re.compile(r"^\s*explain\s*(analyze\b\s*)?(\([^)]*\)\s*)?", re.IGNORECASE)
@@ -45,93 +48,86 @@ def _extension_path(module: Any) -> Path:
     return found[-1]
 
 
-@dataclass(frozen=True)
-class TableRef:
-    namespace: str
-    name: str
-    metadata_location: str
-    snapshots: tuple[tuple[int, int], ...] = ()  # (snapshot id, committed at epoch ms)
-    metadata: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def identifier(self) -> str:
-        return f"{self.namespace}.{self.name}"
+def _ident(*parts: str) -> str:
+    return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
 
 
-class Catalog:
-    """The REST catalog's table list and metadata locations, over plain HTTP."""
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
-    def __init__(self, uri: str) -> None:
-        self.uri = uri.rstrip("/")
-        self.session = requests.Session()
 
-    def _get(self, path: str) -> Any:
-        try:
-            response = self.session.get(f"{self.uri}/v1/{path}", timeout=15)
-        except requests.RequestException as exc:
-            raise QueryError(catalog_unreachable(self.uri, exc)) from exc
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise QueryError(f"catalog at {self.uri} answered HTTP {response.status_code} for {path}")
-        return response.json()
-
-    def identifiers(self) -> list[tuple[str, str]]:
-        tables = []
-        for namespace, *_rest in (self._get("namespaces") or {}).get("namespaces", []):
-            for ident in (self._get(f"namespaces/{quote(namespace)}/tables") or {}).get("identifiers", []):
-                tables.append((namespace, ident["name"]))
-        return sorted(tables)
-
-    def table(self, namespace: str, name: str) -> TableRef | None:
-        data = self._get(f"namespaces/{quote(namespace)}/tables/{quote(name)}")
-        if data is None:
-            return None
-        snapshots = tuple(
-            (int(s["snapshot-id"]), int(s["timestamp-ms"])) for s in data.get("metadata", {}).get("snapshots", [])
-        )
-        return TableRef(namespace, name, data["metadata-location"], snapshots, data.get("metadata", {}))
-
-    def load(self, namespace: str, name: str) -> dict[str, Any]:
-        data = self._get(f"namespaces/{quote(namespace)}/tables/{quote(name)}")
-        if data is None:
-            raise QueryError(f"no table {namespace}.{name}; tables: {', '.join(self.names()) or 'none'}")
-        return dict(data)
-
-    def names(self) -> list[str]:
-        return [f"{ns}.{t}" for ns, t in self.identifiers()]
+def _split(name: str) -> list[str]:
+    """A dotted name as DuckDB's get_table_names prints it ('ns."a b"') into its parts."""
+    return [quoted.replace('""', '"') or plain for quoted, plain in re.findall(r'"((?:[^"]|"")*)"|([^."]+)', name)]
 
 
 class Lake:
-    """A DuckDB connection where every catalog table is a view: ``market_data.trades`` and ``trades``."""
+    """A DuckDB connection with the REST catalog attached: ``market_data.trades``, ``trades``, ``lake.ns.t``.
 
-    def __init__(self, catalog_uri: str) -> None:
+    ``trades`` names the table the short name ``trades`` (used by sql/*.sql) stands for. ``snapshot_id``
+    reads the tables that have that snapshot at it; ``as_of`` reads every table as its main branch was at
+    that UTC time (its snapshot log: never a branch, never a rolled-back snapshot).
+    """
+
+    def __init__(
+        self,
+        catalog_uri: str,
+        trades: str = DEFAULT_TRADES,
+        snapshot_id: int | None = None,
+        as_of: str | None = None,
+    ) -> None:
         import duckdb_extension_avro
         import duckdb_extension_httpfs
         import duckdb_extension_iceberg
 
-        self.catalog = Catalog(catalog_uri)
+        self.uri = catalog_uri.rstrip("/")
         self.con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-        # avro before iceberg (it reads manifests through it); httpfs for warehouses on S3.
+        # avro before iceberg (it reads manifests through it); httpfs for the catalog and S3 warehouses.
         for module in (duckdb_extension_avro, duckdb_extension_httpfs, duckdb_extension_iceberg):
             self.con.execute(f"LOAD '{_extension_path(module)}'")
         self.con.execute("SET TimeZone = 'UTC'")
-        self._configure_s3(os.environ)
-        self.tables: list[TableRef] = []
-        self._plans: dict[tuple[str, int | None], ScanPlan] = {}
-        # view -> (the words a statement that reads it contains, table, snapshot id or None for current)
-        self._views: dict[str, tuple[tuple[str, ...], TableRef, int | None]] = {}
-        # view name -> (relation it selects from now, (metadata location, snapshot id) that relation reads)
-        self._shapes: dict[str, tuple[str, tuple[str, int | None]]] = {}
+        own_keys = self._configure_s3(os.environ)
+        # The warehouse name is ignored by Iceberg's REST fixture. With our own S3 keys, ask for no vended
+        # credentials: a catalog's storage config without keys would otherwise shadow them.
+        options = [f"TYPE iceberg, ENDPOINT {_literal(self.uri)}, AUTHORIZATION_TYPE 'none'"]
+        options += ["ACCESS_DELEGATION_MODE 'none'"] if own_keys else []
+        try:
+            self.con.execute(f"ATTACH 'warehouse' AS {CATALOG} ({', '.join(options)})")
+            namespaces = [row[0] for row in self._rows(f"SELECT schema_name FROM duckdb_schemas() {OURS}")]
+        except duckdb.Error as exc:
+            raise _catalog_error(self.uri, exc) or QueryError(
+                f"{self.uri} did not answer as an Iceberg REST catalog ({str(exc).splitlines()[0][:160]}); point "
+                "--catalog-uri / K2_CATALOG_URI at the catalog, or start the local one with `k2 stack up`"
+            ) from exc
+        self.namespaces = sorted(namespaces, key=lambda ns: (ns != DEFAULT_NAMESPACE, ns))
+        self.trades = trades
+        self.snapshot_id = snapshot_id
+        self.as_of = _moment(as_of) if as_of else None
+        self._travels = snapshot_id is not None or as_of is not None
+        self._views: set[tuple[str, ...]] = set()  # time travel: views made so far, by the name they answer to
+        self._tables: dict[str, list[tuple[str, str]]] | None = None  # time travel: table name -> (ns, table)
+        if not self._travels and trades != DEFAULT_TRADES:
+            try:
+                self._view(("trades",), tuple(_split(trades)), "")
+            except QueryError as exc:
+                tables = ", ".join(self.table_names()) or "none"
+                raise QueryError(f"no table {trades} in the catalog; tables: {tables}") from exc
+        # memory.main holds the views; then the catalog's namespaces, the default one first. A statement
+        # that time-travels reads views only, so no table falls through to its current snapshot.
+        path = ["memory.main"] + ([] if self._travels else [f"{CATALOG}.{_ident(ns)}" for ns in self.namespaces])
+        self.con.execute(f"SET search_path = {_literal(','.join(path))}")
 
-    def _configure_s3(self, env: Mapping[str, str]) -> None:
+    def _rows(self, sql: str, parameters: Any = None) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, parameters).fetchall()
+
+    def _configure_s3(self, env: Mapping[str, str]) -> bool:
         """An S3 secret from the standard AWS_* variables and K2_S3_ENDPOINT (MinIO, S3Proxy, moto).
 
-        Values go to DuckDB as parameters and are never printed.
+        Values go to DuckDB as parameters and are never printed. False when no keys are set.
         """
         key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
         if not key or not secret:
-            return
+            return False
         endpoint = env.get("K2_S3_ENDPOINT", "")
         parsed = urlsplit(endpoint) if endpoint else None
         options = ["TYPE s3", "KEY_ID $key", "SECRET $secret", "REGION $region"]
@@ -140,119 +136,143 @@ class Lake:
             options += ["ENDPOINT $endpoint", "URL_STYLE 'path'", f"USE_SSL {str(parsed.scheme == 'https').lower()}"]
             parameters["endpoint"] = parsed.netloc
         self.con.execute(f"CREATE OR REPLACE SECRET k2_s3 ({', '.join(options)})", parameters)
+        return True
 
-    def attach_tables(self, snapshot: dict[str, Any] | None = None, trades: str | None = None) -> list[TableRef]:
-        """Create one view per catalog table (current snapshot, or as of a snapshot / timestamp).
+    def table_names(self) -> list[str]:
+        return [f"{ns}.{t}" for ns, t in self._rows(f"SELECT schema_name, table_name FROM duckdb_tables() {OURS}")]
 
-        ``trades`` names the table the short name ``trades`` (used by sql/*.sql) stands for. Each table's
-        scan is planned once per metadata version and snapshot (see planner.py) and reused by every statement.
-        """
-        refs = [r for ns, name in self.catalog.identifiers() if (r := self.catalog.table(ns, name))]
-        chosen = self._time_travel(refs, snapshot)
-        refs = [r for r in refs if r.identifier in chosen]
-        short: dict[str, list[TableRef]] = {}
-        for ref in refs:
-            short.setdefault(ref.name, []).append(ref)
-        for name, candidates in short.items():
-            # A short name is the table of that name in the default namespace, else the only one.
-            preferred = [r for r in candidates if r.namespace == DEFAULT_NAMESPACE]
-            short[name] = preferred or candidates
-        if trades and not any(r.identifier == trades for r in refs):
-            names = ", ".join(r.identifier for r in refs) or "none"
-            raise QueryError(f"no table {trades} in the catalog; tables: {names}")
-        self._views = {}
-        for ref in refs:
-            self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ref.namespace}"')
-            target = (ref, chosen[ref.identifier])
-            self._views[f'"{ref.namespace}"."{ref.name}"'] = ((ref.namespace, ref.name), *target)
-            if short[ref.name] == [ref] and not (trades and ref.name == "trades"):
-                self._views[f'main."{ref.name}"'] = ((ref.name,), *target)
-            if ref.identifier == trades:
-                self._views['main."trades"'] = (("trades",), *target)
-        for view in set(self._shapes) - set(self._views):  # tables gone from the catalog (or from --as-of)
-            self.con.execute(f"DROP VIEW IF EXISTS {view}")
-            del self._shapes[view]
-        wanted = {(r.metadata_location, chosen[r.identifier]) for r in refs}
-        self._plans = {key: plan for key, plan in self._plans.items() if key in wanted}  # drop superseded versions
-        self.tables = refs
-        return refs
+    def metadata(self, identifier: str) -> dict[str, Any]:
+        """The table's metadata as the catalog's loadTable returns it (snapshots, snapshot-log, refs)."""
+        parts = _split(identifier)
+        if len(parts) != 2:
+            raise QueryError(f"give the table as namespace.table, e.g. {DEFAULT_NAMESPACE}.{identifier}")
+        with self._errors():
+            found = self._rows(
+                f"SELECT metadata::JSON FROM iceberg_load_table_response({_literal(_ident(CATALOG, *parts))})"
+            )
+        return dict(json.loads(found[0][0]))
 
-    def plan(self, ref: TableRef, snapshot_id: int | None = None) -> ScanPlan:
-        """The table's scan plan for a snapshot (None: current), planned once per metadata file and snapshot."""
-        key = (ref.metadata_location, snapshot_id)
-        if key not in self._plans:
-            try:
-                self._plans[key] = plan_scan(self.con, ref.metadata_location, ref.metadata, snapshot_id)
-            except (duckdb.Error, ValueError, OverflowError) as exc:  # e.g. a partition date Python cannot hold
-                unplanned = iceberg_scan(ref.metadata_location, snapshot_id)
-                reason = f"planning failed: {str(exc).splitlines()[0]}"
-                self._plans[key] = ScanPlan(whole=unplanned, pruned=unplanned, fallback=reason)
-        return self._plans[key]
-
-    def _shape_views(self, sql: str) -> None:
-        """Point the views this statement names at the shape of their plan that suits it
-        (planner.ScanPlan.relation). Planning is what costs, so tables a statement does not name are not
-        planned for it: their views read through iceberg_scan until a statement names them.
-        """
-        for view, (words, ref, snapshot_id) in self._views.items():
-            read_at = (ref.metadata_location, snapshot_id)
-            current = self._shapes.get(view)
-            if all(mentions(sql, word) for word in words):
-                relation = self.plan(ref, snapshot_id).relation(sql)
-            elif current is not None and current[1] == read_at:
-                continue  # already reads this version of the table, in whichever shape
-            else:  # not named, but still readable (query_table('x'), information_schema): unplanned and correct
-                relation = iceberg_scan(ref.metadata_location, snapshot_id)
-            if current != (relation, read_at):
-                self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {relation}")
-                self._shapes[view] = (relation, read_at)
-
-    def _time_travel(self, refs: list[TableRef], snapshot: dict[str, Any] | None) -> dict[str, int | None]:
-        """The snapshot each table is read at (None: current): --snapshot for the table that has it, or the
-        newest snapshot committed by --as-of (tables with none by then did not exist yet and get no view)."""
-        snapshot_id = snapshot.get("snapshot_id") if snapshot else None
-        as_of = snapshot.get("as_of") if snapshot else None
-        if snapshot_id is not None:
-            owners = {r.identifier for r in refs if any(sid == int(snapshot_id) for sid, _ in r.snapshots)}
-            if not owners:
-                raise QueryError(
-                    f"no table has snapshot {snapshot_id}; list them with `k2 tables snapshots NAMESPACE.TABLE`"
-                )
-            return {r.identifier: int(snapshot_id) if r.identifier in owners else None for r in refs}
-        if as_of:
-            try:
-                moment = datetime.fromisoformat(str(as_of).replace("Z", "+00:00"))
-            except ValueError:
-                raise QueryError(f"--as-of {as_of!r} is not a time like 2026-11-27T12:00:00 (UTC)") from None
-            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-            cutoff_ms = int(moment.timestamp() * 1000)
-            chosen: dict[str, int | None] = {}
-            for ref in refs:
-                committed = [(ms, sid) for sid, ms in ref.snapshots if ms <= cutoff_ms]
-                if committed:
-                    chosen[ref.identifier] = max(committed)[1]
-            return chosen
-        return {r.identifier: None for r in refs}
-
-    @staticmethod
-    def scan_sql(ref: TableRef) -> str:
-        """An iceberg_scan of the table's current snapshot: metadata read in each statement, no plan to keep."""
-        return iceberg_scan(ref.metadata_location, None)
-
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
-        refuse_writes(sql)
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """DuckDB's errors as one line; an unknown table lists the catalog's tables."""
         try:
-            self._shape_views(sql)
-            result = self.con.execute(sql, parameters or {})
-            return result.to_arrow_table()
+            yield
         except duckdb.CatalogException as exc:
             message = str(exc).splitlines()[0]
             if "Table with name" in message:
-                names = ", ".join(r.identifier for r in self.tables) or "none"
-                raise QueryError(f"{message}; tables in the catalog: {names}") from exc
+                message += f"; tables in the catalog: {', '.join(self.table_names()) or 'none'}"
             raise QueryError(message) from exc
         except duckdb.Error as exc:
-            raise QueryError(str(exc).splitlines()[0]) from exc
+            raise _catalog_error(self.uri, exc) or QueryError(str(exc).splitlines()[0]) from exc
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
+        refuse_writes(sql)
+        with self._errors():
+            if self._travels:
+                self._travel(sql)
+            try:
+                result: pa.Table = self.con.execute(sql, parameters or {}).to_arrow_table()
+            except duckdb.Error as exc:
+                # A statement reads each table as of its start; a table whose first snapshot was committed after
+                # that but before DuckDB loaded it has no state yet (iceberg_table_entry.cpp). A moment later it has.
+                if "does not have a reachable state" not in str(exc):
+                    raise
+                result = self.con.execute(sql, parameters or {}).to_arrow_table()
+        return result
+
+    def _view(self, alias: tuple[str, ...], table: tuple[str, ...], at: str) -> None:
+        """A view named like the table (ns.t in memory, or a short name in memory.main) over the catalog's table."""
+        if len(alias) == 2:
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS memory.{_ident(alias[0])}")
+        view = _ident("memory", *(alias if len(alias) == 2 else ("main", *alias)))
+        with self._errors():
+            self.con.execute(f"CREATE OR REPLACE VIEW {view} AS FROM {_ident(CATALOG, *table)}{at}")
+        self._views.add(alias)
+
+    def _travel(self, sql: str) -> None:
+        """Views at --snapshot / --as-of of the tables this statement names (DuckDB's parser says which)."""
+        if self._tables is None:  # table name -> its (namespace, name)s, in search-path order
+            self._tables = {}
+            for namespace, table in self._rows(f"SELECT schema_name, table_name FROM duckdb_tables() {OURS}"):
+                self._tables.setdefault(table.lower(), []).append((namespace, table))
+            for found in self._tables.values():
+                found.sort(key=lambda entry: self.namespaces.index(entry[0]) if entry[0] in self.namespaces else 1e9)
+        for name in duckdb.get_table_names(sql, qualified=True):
+            alias = tuple(_split(name))
+            if len(alias) == 3 and alias[0].lower() == CATALOG:
+                raise QueryError(f"{name} is the current table: with --snapshot or --as-of, leave out `{CATALOG}.`")
+            if alias in self._views or len(alias) > 2:
+                continue
+            if alias == ("trades",) and self.trades != DEFAULT_TRADES:
+                namespace, table = _split(self.trades)
+            else:
+                found = [t for t in self._tables.get(alias[-1].lower(), []) if t[0].lower() == alias[0].lower()]
+                if not (found := found if len(alias) == 2 else self._tables.get(alias[0].lower(), [])):
+                    continue  # not a catalog table: a CTE, or one DuckDB reports as unknown itself
+                namespace, table = found[0]
+            self._view(alias, (namespace, table), self._at(namespace, table))
+
+    def _at(self, namespace: str, table: str) -> str:
+        """The AT clause for one table, after checking that it has what --snapshot / --as-of ask for."""
+        metadata = self.metadata(f"{_ident(namespace)}.{_ident(table)}")
+        snapshots = {s["snapshot-id"]: s["timestamp-ms"] for s in metadata.get("snapshots", [])}
+        if self.snapshot_id is not None:
+            return f" AT (VERSION => {int(self.snapshot_id)})" if self.snapshot_id in snapshots else ""
+        assert self.as_of is not None
+        # Main's history is its snapshot log (what DuckDB's AT (TIMESTAMP) follows) less expired snapshots.
+        log = metadata.get("snapshot-log") or [{"snapshot-id": i, "timestamp-ms": ms} for i, ms in snapshots.items()]
+        history = [entry["timestamp-ms"] for entry in log if entry["snapshot-id"] in snapshots]
+        moment = self.as_of.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if not history or min(history) > self.as_of.timestamp() * 1000:
+            start = f"starts at {_utc(min(history))}" if history else "is empty"
+            raise QueryError(
+                f"{namespace}.{table} has no snapshot on its main branch at {moment} UTC: its retained history "
+                f"{start} (see `k2 tables snapshots {namespace}.{table}`)"
+            )
+        return f" AT (TIMESTAMP => TIMESTAMPTZ {_literal(moment + '+00')})"
+
+    def snapshots(self, identifier: str) -> list[dict[str, Any]]:
+        """The table's snapshots, oldest first, with the branches and tags whose head each one is."""
+        metadata = self.metadata(identifier)
+        current = metadata.get("current-snapshot-id")
+        heads: dict[int, list[str]] = {}
+        for ref, target in sorted(metadata.get("refs", {}).items()):
+            heads.setdefault(target["snapshot-id"], []).append(ref)
+        rows = []
+        for snapshot in sorted(metadata.get("snapshots", []), key=lambda s: s["timestamp-ms"]):
+            summary = snapshot.get("summary", {})
+            rows.append(
+                {
+                    "snapshot_id": snapshot["snapshot-id"],
+                    "committed_at": datetime.fromtimestamp(snapshot["timestamp-ms"] / 1000, UTC),
+                    "operation": summary.get("operation", ""),
+                    "added_records": int(summary.get("added-records", 0)),
+                    "total_records": int(summary.get("total-records", 0)),
+                    "total_data_files": int(summary.get("total-data-files", 0)),
+                    "refs": ",".join(heads.get(snapshot["snapshot-id"], [])),
+                    "current": snapshot["snapshot-id"] == current,
+                }
+            )
+        return rows
+
+
+def _catalog_error(uri: str, exc: duckdb.Error) -> QueryError | None:
+    """The shared one-line message when DuckDB could not connect to the catalog (at ATTACH or later)."""
+    if isinstance(exc, duckdb.IOException) and f"to '{uri}/" in str(exc) and "Could not connect" in str(exc):
+        return QueryError(catalog_unreachable(uri, exc))
+    return None
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(f"--as-of {text!r} is not a time like 2026-11-27T12:00:00 (UTC)") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _utc(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
 def refuse_writes(sql: str) -> None:
@@ -297,50 +317,10 @@ def candles(lake: Lake, symbol: str, interval: str, since: str, until: str) -> l
     table = lake.query(
         read_sql("candles"), {"symbol": symbol, "bucket": INTERVALS[interval], "since": since, "until": until}
     )
-    rows = []
-    for row in table.to_pylist():
-        rows.append(
-            {
-                "symbol": row["symbol"],
-                "interval_start": row["interval_start"],
-                "open": row["open"],
-                "high": row["high"],
-                "low": row["low"],
-                "close": row["close"],
-                "volume": row["volume"],
-                "quote_volume": row["quote_volume"],
-                "vwap": vwap(row["quote_volume"], row["volume"]),
-                "trade_count": row["trade_count"],
-            }
-        )
-    return rows
+    return [dict(row, vwap=vwap(row["quote_volume"], row["volume"])) for row in table.to_pylist()]
 
 
 def volume(lake: Lake, symbols: list[str], since: str, until: str) -> list[dict[str, Any]]:
     """Volume, quote volume, VWAP and trade count per symbol (see sql/volume.sql)."""
     table = lake.query(read_sql("volume"), {"symbols": symbols, "since": since, "until": until})
     return [dict(row, vwap=vwap(row["quote_volume"], row["volume"])) for row in table.to_pylist()]
-
-
-def snapshots(catalog: Catalog, identifier: str) -> list[dict[str, Any]]:
-    """The table's snapshots, oldest first, from the catalog's table metadata."""
-    namespace, _, name = identifier.rpartition(".")
-    if not namespace:
-        raise QueryError(f"give the table as namespace.table, e.g. market_data.{identifier}")
-    metadata = catalog.load(namespace, name)["metadata"]
-    current = metadata.get("current-snapshot-id")
-    rows = []
-    for snapshot in sorted(metadata.get("snapshots", []), key=lambda s: s["timestamp-ms"]):
-        summary = snapshot.get("summary", {})
-        rows.append(
-            {
-                "snapshot_id": snapshot["snapshot-id"],
-                "committed_at": datetime.fromtimestamp(snapshot["timestamp-ms"] / 1000, UTC),
-                "operation": summary.get("operation", ""),
-                "added_records": int(summary.get("added-records", 0)),
-                "total_records": int(summary.get("total-records", 0)),
-                "total_data_files": int(summary.get("total-data-files", 0)),
-                "current": snapshot["snapshot-id"] == current,
-            }
-        )
-    return rows
