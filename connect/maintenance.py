@@ -732,6 +732,27 @@ def _write_merged(table: Table, merge: Merge, policy: Policy) -> tuple[list[Any]
     return [t.file for t in tasks], written
 
 
+def _validate_as_rewrite(producer: Any) -> None:
+    """Make pyiceberg's own commit retry validate the overwrite as a rewrite of the same rows.
+
+    pyiceberg validates an overwrite as serializable by default: any data file added since it started
+    conflicts, so every append of the sink would fail a merge. A rewrite only needs what Iceberg's
+    RewriteFiles checks: the files it replaces are still live, and no delete file was added against
+    them. Both are checked on the catalog's head at every retry; the required-delete check of the rebuilt
+    commit refuses it too if a chosen file is gone."""
+    from pyiceberg.table.update.validate import _validate_data_files_exist, _validate_no_new_deletes_for_data_files
+
+    def validate() -> None:
+        window = producer._commit_window
+        if window is None or window.is_empty() or window.head is None:
+            return
+        table = producer._transaction._table
+        _validate_data_files_exist(table, window.head, producer._deleted_data_files, window.base)
+        _validate_no_new_deletes_for_data_files(table, window.head, None, producer._deleted_data_files, window.base)
+
+    producer._validate_concurrency = validate
+
+
 def _merge_files(
     catalog: Catalog, identifier: str, merge: Merge, policy: Policy, attempts: int
 ) -> tuple[int, int, int]:
@@ -757,6 +778,7 @@ def _merge_files(
             with table.transaction() as tx:
                 properties = {MERGE_PROPERTY: f"tier-{merge.tier}" if merge.tier >= 0 else "smallest"}
                 with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
+                    _validate_as_rewrite(overwrite)
                     for data_file in old:
                         overwrite.delete_data_file(data_file)
                     for data_file in new:
@@ -764,9 +786,8 @@ def _merge_files(
             log.info("merged %s: %d files -> %d files", merge.label, len(old), len(new))
             return len(old), len(new), attempt
         except (CommitFailedException, ValidationException):
-            # The sink committed in between (its appends are a conflict only to pyiceberg's serializable
-            # retry check, which does not know this is a rewrite): rebuild on the new head, if the
-            # chosen files are all still live there.
+            # pyiceberg's own retries (commit.retry.*) ran out, or a chosen file is gone: start again on
+            # the current head if the chosen files are all still live there.
             time.sleep(random.uniform(0.05, 0.3))
             current = catalog.load_table(identifier)
             live = {t.file.file_path for t in current.scan(row_filter=merge.row_filter).plan_files()}
