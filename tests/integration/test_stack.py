@@ -59,6 +59,7 @@ def test_up_from_nothing_starts_every_service(local_stack: LocalStack) -> None:
         ("registry", "running"),
         ("catalog", "running"),
         ("connect", "running"),
+        ("maintainer", "running"),
     ]
     assert all(r["pid"] for r in rows)
     print(f"cold/warm `k2 stack up` from an empty state dir took {local_stack.first_up_seconds:.1f}s")
@@ -177,11 +178,11 @@ def test_restart_keeps_topic_schema_and_table_and_down_frees_every_port(local_st
 
     down = local_stack.k2("stack", "down")
     assert down.returncode == 0, down.stderr
-    assert down.stdout.count(": stopped") == 4, down.stdout
+    assert down.stdout.count(": stopped") == 5, down.stdout
     busy = [port for port in map(int, TEST_PORTS.values()) if port_in_use(port)]
     assert not busy, f"ports still in use after down: {busy}"
     again = local_stack.k2("stack", "down")
-    assert again.returncode == 0 and again.stdout.count("was not running") == 4
+    assert again.returncode == 0 and again.stdout.count("was not running") == 5
 
     up = local_stack.k2("stack", "up", "--timeout", "600")
     assert up.returncode == 0, up.stderr
