@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from dataclasses import asdict
@@ -15,12 +16,17 @@ from .settings import Settings
 
 
 def _symbols(value: str | None) -> list[str]:
+    """Comma-separated symbols -> distinct symbols as Binance writes them (Unicode ones included)."""
+    from k2.producer.exchange import is_symbol, normalize_symbol
+
     if not value:
         return []
-    symbols = [s.strip().upper() for s in value.split(",") if s.strip()]
-    bad = [s for s in symbols if not (s.isascii() and s.isalnum())]
+    symbols = [normalize_symbol(s) for s in value.split(",") if s.strip()]
+    bad = [s for s in symbols if not is_symbol(s)]
     if bad:
-        raise click.BadParameter(f"not a Binance symbol: {', '.join(bad)} (expected e.g. BTCUSDT,ETHUSDT)")
+        raise click.BadParameter(
+            f"not a Binance symbol: {', '.join(bad)} (expected letters and digits, e.g. BTCUSDT,ETHUSDT)"
+        )
     return list(dict.fromkeys(symbols))
 
 
@@ -46,6 +52,26 @@ def _symbols(value: str | None) -> list[str]:
 )
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
 @click.option("--gap-timeout", type=float, default=30.0, show_default=True, help="Seconds a gap may wait for backfill.")
+@click.option(
+    "--from-latest",
+    is_flag=True,
+    help="Start each symbol at its first live trade instead of after its last trade in the topic "
+    "(trades made while no producer ran are then neither backfilled nor reported).",
+)
+@click.option(
+    "--resume-budget",
+    type=click.IntRange(min=1),
+    default=200_000,
+    show_default=True,
+    help="Records read back per partition to find each symbol's last trade; a symbol not found starts live.",
+)
+@click.option(
+    "--silence-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Reconnect a connection that delivered no frame for this many seconds (missed trades are backfilled).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
 def produce(
@@ -59,20 +85,27 @@ def produce(
     max_messages: int | None,
     duration: float | None,
     gap_timeout: float,
+    from_latest: bool,
+    resume_budget: int,
+    silence_timeout: float,
     fmt: str,
 ) -> None:
     """Stream Binance trades into Kafka as Avro, exactly once per (symbol, trade_id).
 
-    Duplicates from reconnect overlaps are dropped; gaps in a symbol's trade ids are backfilled from
-    REST (/api/v3/historicalTrades) while that symbol's later trades wait; frames that are not valid
-    trades go raw to the dead-letter topic with the reason in the k2.error.reason header.
-    SIGINT/SIGTERM flush everything in flight before exit. Set BINANCE_API_KEY to send an API key.
+    Symbols are checked against /api/v3/exchangeInfo first: unknown or not TRADING ones are refused.
+    Each symbol continues after its last trade in the topic, so trades made while no producer ran are
+    backfilled (--from-latest starts at the first live trade instead). Duplicates from reconnect
+    overlaps are dropped; gaps in a symbol's trade ids are backfilled from REST
+    (/api/v3/historicalTrades) while that symbol's later trades wait; frames that are not valid trades
+    go raw to the dead-letter topic with the reason in the k2.error.reason header. A connection silent
+    for --silence-timeout seconds is reopened. SIGINT/SIGTERM flush everything in flight before exit.
 
     \b
     Examples:
       k2 produce --symbols BTCUSDT,ETHUSDT,BNBUSDT
       k2 produce --replay producer/samples/binance-trades-sample.jsonl --format json
       k2 produce --symbols BTCUSDT --ws-url ws://127.0.0.1:9443 --rest-url http://127.0.0.1:9443 --duration 60
+      k2 produce --symbols BTCUSDT,ETHUSDT --from-latest
     """
     from k2.producer.app import BINANCE_REST_URL, ProduceOptions, run_live, run_replay
     from k2.schemas.contract import load_topics
@@ -92,7 +125,12 @@ def produce(
         max_messages=max_messages,
         duration=duration,
         gap_timeout=gap_timeout,
+        resume=not from_latest,
+        resume_budget=resume_budget,
+        silence_timeout=silence_timeout,
     )
+    # What a long-running producer reports about itself (resume, reconnects) goes to stderr.
+    logging.getLogger("k2.producer").setLevel(logging.INFO)
     progress = Progress()
     status = progress if progress.enabled else None
     summary = run_replay(options, status) if replay else run_live(options, status)

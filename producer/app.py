@@ -15,10 +15,19 @@ from typing import Any
 
 from .backfill import PAGE_LIMIT, RestClient, WeightBudget
 from .exceptions import BackfillError, BadFrame, ProducerError
+from .exchange import check_symbols
 from .frames import CONTROL, SHUTDOWN, parse_frame, trade_from_rest
 from .kafka_sink import KafkaSink, check_topics_exist, schema_id_for
+from .resume import RESUME_BUDGET, last_trade_ids
 from .sequencer import Sequencer
-from .websocket import AttemptLimiter, ConnectionStats, StreamConnection, stream_urls
+from .websocket import (
+    MAX_URL_LENGTH,
+    SILENCE_TIMEOUT_S,
+    AttemptLimiter,
+    ConnectionStats,
+    StreamConnection,
+    stream_urls,
+)
 
 log = logging.getLogger("k2.producer")
 
@@ -46,6 +55,13 @@ class ProduceOptions:
     max_backfills_in_flight: int = 4
     rest_weight_window_s: float = 60.0  # Binance's REQUEST_WEIGHT window (tests shorten it with the stand-in)
     producer_overrides: dict[str, Any] = field(default_factory=dict)
+    # Live mode: continue each symbol after its last trade in the topic (trades made while no producer
+    # ran are backfilled). Off here, on in `k2 produce` unless --from-latest: a stand-in demo is a new
+    # market each time, whose trade ids have nothing to do with what the topic holds.
+    resume: bool = False
+    resume_budget: int = RESUME_BUDGET  # records read back per partition to find each symbol's last trade
+    silence_timeout: float = SILENCE_TIMEOUT_S
+    max_url_length: int = MAX_URL_LENGTH
 
 
 @dataclass
@@ -72,6 +88,7 @@ class Summary:
     elapsed_s: float
     trades_per_s: float
     lost_ranges: list[str]
+    resumed_symbols: int = 0  # symbols continued after their last trade in the topic (live, without --from-latest)
 
     @property
     def lossless(self) -> bool:
@@ -263,9 +280,17 @@ def run_live(options: ProduceOptions, status: Callable[[str], None] | None = Non
     """Stream the symbols from a Binance-compatible WebSocket until a stop condition or signal."""
     if not options.symbols:
         raise ProducerError("no symbols to stream: pass --symbols BTCUSDT,ETHUSDT (or use --replay FILE)")
+    if options.rest_url:
+        check_symbols(options.rest_url, options.symbols)  # unknown or not TRADING: refused before anything starts
     pipeline = Pipeline(options)
+    last_ids: dict[str, int] = {}
+    if options.resume:
+        last_ids = last_trade_ids(options.bootstrap_servers, options.topic, options.symbols, options.resume_budget)
+        pipeline.sequencer.resume_from(last_ids)
     asyncio.run(_live(pipeline, options, status))
-    return pipeline.finish("live")
+    summary = pipeline.finish("live")
+    summary.resumed_symbols = len(last_ids)
+    return summary
 
 
 async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[str], None] | None) -> None:
@@ -277,8 +302,16 @@ async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[s
     limiter = AttemptLimiter()
     extra = {"rotate_after": options.rotate_after} if options.rotate_after else {}
     connections = [
-        StreamConnection(url, pipeline.on_frame, stop, limiter, pipeline.connection_stats, **extra)
-        for url in stream_urls(options.ws_url, options.symbols)
+        StreamConnection(
+            url,
+            pipeline.on_frame,
+            stop,
+            limiter,
+            pipeline.connection_stats,
+            silence_timeout=options.silence_timeout,
+            **extra,
+        )
+        for url in stream_urls(options.ws_url, options.symbols, max_url_length=options.max_url_length)
     ]
     tasks = [asyncio.create_task(c.run()) for c in connections]
     deadline = time.monotonic() + options.duration if options.duration else None

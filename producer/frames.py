@@ -9,6 +9,7 @@ import orjson
 
 from .avro import MAX_UNSCALED, PRECISION, SCALE
 from .exceptions import BadFrame
+from .exchange import is_symbol, normalize_symbol
 
 
 @dataclass(slots=True)
@@ -66,9 +67,9 @@ def _integer(data: dict[str, Any], key: str, field: str) -> int:
 def trade_from_event(data: dict[str, Any], source: str) -> Trade:
     """A Binance ``trade`` event payload -> Trade."""
     symbol = data.get("s")
-    if not isinstance(symbol, str) or not symbol or not symbol.isascii() or not symbol.isalnum():
-        raise BadFrame("symbol (s) is missing or not alphanumeric")
-    symbol = symbol.upper()
+    if not isinstance(symbol, str) or not is_symbol(symbol):  # Unicode letters allowed: see exchange.py
+        raise BadFrame("symbol (s) is missing or not a symbol")
+    symbol = normalize_symbol(symbol)
     try:
         trade_id = _integer(data, "t", "trade_id")
         price = parse_decimal(data.get("p"), "price")
@@ -81,13 +82,8 @@ def trade_from_event(data: dict[str, Any], source: str) -> Trade:
     except BadFrame as exc:
         exc.symbol = symbol
         raise
-    best = data.get("M")
-    vendor = (
-        (("is_best_match", "true" if best else "false"), ("source", source))
-        if best is not None
-        else (("source", source),)
-    )
-    return Trade(symbol, trade_id, price, quantity, maker, trade_time, event_time, vendor)
+    # "M" is documented as "Ignore" (web-socket-streams.md, "Trade Streams"): it is not kept.
+    return Trade(symbol, trade_id, price, quantity, maker, trade_time, event_time, (("source", source),))
 
 
 def parse_frame(raw: bytes | str, source: str = "ws") -> Trade | Control | ServerShutdown:
@@ -123,6 +119,5 @@ def trade_from_rest(symbol: str, item: Any) -> Trade:
         "T": item.get("time"),
         "E": item.get("time"),
         "m": item.get("isBuyerMaker"),
-        "M": item.get("isBestMatch"),
     }
     return trade_from_event(data, "rest")

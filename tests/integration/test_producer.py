@@ -364,7 +364,8 @@ def test_the_producer_registers_its_subject_with_the_declared_compatibility(loca
         assert registry.get_compatibility(f"{topic}-value") == "BACKWARD"
         # A subject left without its own level (e.g. by an older producer) gets it on the next start.
         registry.delete_config(f"{topic}-value")
+        # Another stand-in market (other trade ids) on the same topic: start at its first trade.
         with BinanceStandIn(make_events(30, seed=5), rate=1000) as server:
-            again = local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "30"))
+            again = local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "30", "--from-latest"))
         assert again.returncode == 0, again.stderr
         assert registry.get_compatibility(f"{topic}-value") == "BACKWARD"
