@@ -168,27 +168,87 @@ def binance_standin() -> None:
 @click.option("--rate", type=float, default=50.0, show_default=True, help="Frames per second.")
 @click.option("--loop/--no-loop", default=True, show_default=True, help="Replay again with new ids at the end.")
 @click.option("--disconnect-every", type=int, default=0, help="Force a disconnect every N frames (0: never).")
-def serve(frames: Path, host: str, port: int, rate: float, loop: bool, disconnect_every: int) -> None:
-    """Serve recorded frames as Binance would: combined streams, pings, REST historicalTrades.
+@click.option(
+    "--weight-limit",
+    type=click.IntRange(min=1),
+    default=6000,
+    show_default=True,
+    help="REST request weight per minute; past it 429, then 418 bans for clients that keep going.",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Divide the weight window, Retry-After and ban lengths by this (60: a 'minute' lasts 1 s).",
+)
+@click.option(
+    "--rest-lag",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="historicalTrades serves only trades broadcast at least this many seconds ago.",
+)
+@click.option(
+    "--symbol-status",
+    multiple=True,
+    metavar="SYMBOL=STATUS",
+    help="exchangeInfo status of a symbol (TRADING, END_OF_DAY, HALT, BREAK, CANCEL_ONLY); repeatable.",
+)
+def serve(
+    frames: Path,
+    host: str,
+    port: int,
+    rate: float,
+    loop: bool,
+    disconnect_every: int,
+    weight_limit: int,
+    time_scale: float,
+    rest_lag: float,
+    symbol_status: tuple[str, ...],
+) -> None:
+    """Serve recorded frames as Binance would, limits included: combined and raw streams, live
+    SUBSCRIBE, pings, REST historicalTrades and exchangeInfo with request weight, 429 and 418 bans.
 
     \b
     Examples:
       k2 binance-standin serve --frames producer/samples/binance-trades-sample.jsonl
       k2 binance-standin serve --frames f.jsonl --rate 500 --disconnect-every 2000
+      k2 binance-standin serve --frames f.jsonl --weight-limit 100 --time-scale 60 --symbol-status BNBUSDT=HALT
     """
     import asyncio
 
-    from k2.producer.standin import BinanceStandIn, Script, load_frames
+    from k2.producer.standin import SYMBOL_STATUSES, BinanceStandIn, Script, load_frames
 
     events = load_frames(frames)
     if not events:
         raise click.BadParameter(f"{frames} holds no trade frames", param_hint="--frames")
+    statuses = dict(item.partition("=")[::2] for item in symbol_status)
+    bad = [f"{k}={v}" for k, v in statuses.items() if not k or v not in SYMBOL_STATUSES]
+    if bad:
+        raise click.BadParameter(
+            f"{', '.join(bad)}: expected SYMBOL=STATUS with STATUS one of {', '.join(SYMBOL_STATUSES)}",
+            param_hint="--symbol-status",
+        )
     script = Script(
         disconnect_at=set(range(disconnect_every - 1, 10**9, disconnect_every)) if disconnect_every else set()
     )
-    server = BinanceStandIn(events, host=host, port=port, rate=rate, script=script, loop_tape=loop)
+    server = BinanceStandIn(
+        events,
+        host=host,
+        port=port,
+        rate=rate,
+        script=script,
+        loop_tape=loop,
+        weight_limit_per_min=weight_limit,
+        time_scale=time_scale,
+        rest_lag_s=rest_lag,
+        symbol_status=statuses,
+    )
     click.echo(
-        f"Binance stand-in (not Binance) on ws://{host}:{port} and http://{host}:{port}: {len(events)} trades", err=True
+        f"Binance stand-in (not Binance) on ws://{host}:{port} and http://{host}:{port}: {len(events)} trades; "
+        f"REST weight limit {weight_limit}/min (a minute lasts {60 / time_scale:g} s)",
+        err=True,
     )
     try:
         asyncio.run(server.serve_forever())
@@ -198,7 +258,12 @@ def serve(frames: Path, host: str, port: int, rate: float, loop: bool, disconnec
 
 @binance_standin.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--symbols", default="BTCUSDT,ETHUSDT,BNBUSDT", show_default=True)
+@click.option(
+    "--symbols",
+    default="BTCUSDT,ETHUSDT,BNBUSDT",
+    show_default=True,
+    help="Comma-separated symbols; non-ASCII ones (e.g. 币安人生USDT) are allowed, as on Binance since 2025-12.",
+)
 @click.option("--minutes", type=float, default=3.0, show_default=True)
 @click.option("--rate", type=float, default=20.0, show_default=True, help="Trades per second over all symbols.")
 @click.option("--seed", type=int, default=7, show_default=True)
@@ -209,9 +274,22 @@ def generate(out: Path, symbols: str, minutes: float, rate: float, seed: int) ->
     Examples:
       k2 binance-standin generate --out /tmp/frames.jsonl
       k2 binance-standin generate --out big.jsonl --minutes 60 --rate 500 --symbols BTCUSDT,ETHUSDT
+      k2 binance-standin generate --out unicode.jsonl --symbols 币安人生USDT,BTCUSDT
     """
+    import string
+
     from k2.producer.sample import generate_events, write_frames
 
+    # Binance symbols: ASCII letters and digits, and since 2025-12-02 non-ASCII characters (CHANGELOG.md);
+    # only the ASCII letters have a case to raise.
+    upper = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+    chosen = list(dict.fromkeys(s.strip().translate(upper) for s in symbols.split(",") if s.strip()))
+    bad = [s for s in chosen if not all(c.isalnum() or (not c.isascii() and c.isprintable()) for c in s)]
+    if bad or not chosen:
+        raise click.BadParameter(
+            f"not a Binance symbol: {', '.join(bad) or '(none given)'} (expected e.g. BTCUSDT,ETHUSDT,币安人生USDT)",
+            param_hint="--symbols",
+        )
     start = int(time.time() * 1000) - int(minutes * 60_000)
-    written = write_frames(out, generate_events(_symbols(symbols), minutes * 60, rate, start, seed))
+    written = write_frames(out, generate_events(chosen, minutes * 60, rate, start, seed))
     click.echo(f"Wrote {written} trade frames to {out}")

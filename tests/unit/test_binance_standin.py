@@ -1,0 +1,353 @@
+"""BinanceStandIn keeps Binance's documented limits and failure modes (binance/binance-spot-api-docs).
+
+Each test starts the stand-in on 127.0.0.1 (an ephemeral port, nothing leaves the machine) and talks
+to it as a client would, with `requests` and `websockets`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from k2.producer.sample import generate_events
+from k2.producer.standin import BinanceStandIn, Script, ban_length_s, stream_name, with_missing_ids
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
+
+
+def trades(symbols: list[str] = SYMBOLS, count: int = 300, seed: int = 5) -> list[dict[str, Any]]:
+    return list(generate_events(symbols, count / 100, 100, start_ms=1_790_000_000_000, seed=seed))
+
+
+@contextmanager
+def ws(server: BinanceStandIn, path: str) -> Iterator[ClientConnection]:
+    with connect(server.ws_url + path, ping_interval=None, open_timeout=5, close_timeout=1) as connection:
+        yield connection
+
+
+def play_all(server: BinanceStandIn) -> None:
+    """Start the tape (it starts on the first connection) and wait until every frame was broadcast."""
+    with ws(server, "/stream"):
+        deadline = time.monotonic() + 10
+        while server.position < len(server.tape) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert server.position == len(server.tape)
+
+
+def get(server: BinanceStandIn, endpoint: str, **params: Any) -> requests.Response:
+    return requests.get(f"{server.rest_url}/api/v3/{endpoint}", params=params, timeout=5)
+
+
+def messages(connection: ClientConnection, timeout: float = 0.5) -> list[dict[str, Any]]:
+    """Every message that arrives until the connection stays quiet for ``timeout`` (or closes)."""
+    received = []
+    try:
+        while True:
+            received.append(json.loads(connection.recv(timeout=timeout)))
+    except (TimeoutError, ConnectionClosed):
+        return received
+
+
+def first(connection: ClientConnection, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first message that ``wanted`` accepts."""
+    while True:
+        message = json.loads(connection.recv(timeout=2))
+        if wanted(message):
+            return dict(message)
+
+
+def answer(connection: ClientConnection, request: dict[str, Any]) -> dict[str, Any]:
+    """Send a control message; its answer, skipping trade frames that arrive first."""
+    connection.send(json.dumps(request))
+    return first(connection, lambda message: "stream" not in message)
+
+
+def fresh_window(server: BinanceStandIn, unless_left: float = math.inf) -> None:
+    """Wait for the next weight window unless ``unless_left`` seconds are left in this one, so that a
+    test's requests all fall in one window."""
+    left = server.window_resets_at - time.time()
+    if left < unless_left:
+        time.sleep(left + 0.01)
+
+
+# 1. URL length -----------------------------------------------------------------------------------
+def test_a_handshake_url_over_the_limit_is_refused_with_414() -> None:
+    with BinanceStandIn(trades(), rate=1) as server:
+        prefix = "/stream?streams="
+        with ws(server, prefix + "a" * (8000 - len(prefix))):
+            pass  # exactly 8,000 characters: accepted
+        with pytest.raises(InvalidStatus) as refused, ws(server, prefix + "a" * (8001 - len(prefix))):
+            pass
+    assert refused.value.response.status_code == 414
+    assert server.connections == 1
+
+
+# 2. Incoming messages, live subscriptions ----------------------------------------------------------
+def test_a_sixth_control_message_within_a_second_disconnects() -> None:
+    with BinanceStandIn(trades(), rate=1) as server, ws(server, "/stream") as connection:
+        for batch in range(2):
+            if batch:
+                time.sleep(1.05)  # 5 messages in each second are fine
+            for n in range(5):
+                connection.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": n}))
+            assert [json.loads(connection.recv(timeout=2)) for _ in range(5)] == [
+                {"result": [], "id": n} for n in range(5)
+            ]
+        connection.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 6}))
+        with pytest.raises(ConnectionClosed) as closed:
+            connection.recv(timeout=2)
+        assert closed.value.rcvd is not None and (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+            1008,
+            "Too many requests",
+        )
+        deadline = time.monotonic() + 2
+        while server.incoming_limit_disconnects < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert server.incoming_limit_disconnects == 1
+
+
+def test_pings_and_pongs_count_as_incoming_messages() -> None:
+    with BinanceStandIn(trades(), rate=1) as server, ws(server, "/stream") as connection:
+        for n in range(3):
+            connection.ping(f"p{n}")
+            connection.pong(b"")  # unsolicited pongs are allowed, but they count
+        with pytest.raises(ConnectionClosed) as closed:
+            connection.recv(timeout=2)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+def test_live_subscribe_list_and_unsubscribe_on_a_stream_opened_without_streams() -> None:
+    with BinanceStandIn(trades(), rate=100) as server, ws(server, "/stream") as connection:
+        assert answer(connection, {"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 1}) == {
+            "result": None,
+            "id": 1,
+        }
+        frame = json.loads(connection.recv(timeout=2))
+        assert frame["stream"] == "btcusdt@trade" and frame["data"]["s"] == "BTCUSDT"
+        listed = answer(connection, {"method": "LIST_SUBSCRIPTIONS", "id": "list2"})
+        assert listed == {"result": ["btcusdt@trade"], "id": "list2"}
+        assert answer(connection, {"method": "UNSUBSCRIBE", "params": ["btcusdt@trade"], "id": 3}) == {
+            "result": None,
+            "id": 3,
+        }
+        assert messages(connection, timeout=0.3) == [], "nothing after the unsubscribe's answer"
+        assert answer(connection, {"method": "GET_PROPERTY", "params": ["combined"], "id": 4}) == {
+            "result": True,
+            "id": 4,
+        }
+
+
+def test_a_connection_listens_to_at_most_1024_streams() -> None:
+    names = [f"s{n}usdt@trade" for n in range(1025)]
+    with BinanceStandIn(trades(), rate=1) as server:
+        with ws(server, "/stream") as connection:
+            refused = answer(connection, {"method": "SUBSCRIBE", "params": names, "id": 1})
+            assert refused["code"] == 2 and refused["id"] == 1 and "1024" in refused["msg"]
+            assert answer(connection, {"method": "SUBSCRIBE", "params": names[:1024], "id": 2})["result"] is None
+            assert len(answer(connection, {"method": "LIST_SUBSCRIPTIONS", "id": 3})["result"]) == 1024
+        with pytest.raises(InvalidStatus) as too_many, ws(server, "/stream?streams=" + "/".join(map(str, range(1025)))):
+            pass
+    assert too_many.value.response.status_code == 400
+
+
+def test_bad_control_messages_get_the_documented_errors() -> None:
+    with BinanceStandIn(trades(), rate=1) as server, ws(server, "/stream") as connection:
+        connection.send('{"method":')
+        assert json.loads(connection.recv(timeout=2)) == {
+            "code": 3,
+            "msg": "Invalid JSON: expected value at line 1 column 11",
+        }
+        unknown = answer(connection, {"method": "SUBSCRIB", "id": 1})
+        assert unknown["code"] == 2 and unknown["msg"].startswith("Invalid request: unknown variant `SUBSCRIB`")
+        bad_id = answer(connection, {"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 1.5})
+        assert bad_id == {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"}
+
+
+# 3. Ids that never existed -----------------------------------------------------------------------
+def test_history_from_an_id_that_never_existed_starts_at_the_next_id() -> None:
+    events = trades()
+    btc = [e["t"] for e in events if e["s"] == "BTCUSDT"]
+    with BinanceStandIn(with_missing_ids(events, "BTCUSDT", btc[10:12]), rate=10_000) as server:
+        play_all(server)
+        page = get(server, "historicalTrades", symbol="BTCUSDT", fromId=btc[10], limit=3)
+    assert page.status_code == 200
+    assert [t["id"] for t in page.json()] == btc[12:15]
+
+
+# 4. REST lag -------------------------------------------------------------------------------------
+def test_history_serves_only_trades_broadcast_rest_lag_ago() -> None:
+    with BinanceStandIn(trades(), rate=10_000, rest_lag_s=1.0) as server:
+        play_all(server)
+        assert get(server, "historicalTrades", symbol="BTCUSDT").json() == []
+        time.sleep(1.1)
+        later = get(server, "historicalTrades", symbol="BTCUSDT", limit=1000).json()
+    assert len(later) == sum(1 for e in server.tape if e.symbol == "BTCUSDT")
+
+
+# 5. Request weight, 429, 418 ---------------------------------------------------------------------
+def test_every_answer_carries_the_weight_used_this_minute() -> None:
+    with BinanceStandIn(trades(), rate=1) as server:
+        fresh_window(server, unless_left=1.0)
+        used = [
+            get(server, endpoint, **params).headers["X-MBX-USED-WEIGHT-1M"]
+            for endpoint, params in [("ping", {}), ("exchangeInfo", {}), ("historicalTrades", {"symbol": "BTCUSDT"})]
+        ]
+        legacy = get(server, "time").headers["X-MBX-USED-WEIGHT"]
+    assert used == ["1", "21", "46"] and legacy == "47"
+
+
+def test_past_the_weight_limit_429_then_a_ban_that_doubles() -> None:
+    # time_scale=120: the one-minute window lasts 0.5 s, the first ban 1 s, the second 2 s.
+    with BinanceStandIn(trades(), rate=1, weight_limit_per_min=100, time_scale=120) as server:
+        bans = []
+        for _ in range(2):
+            fresh_window(server)
+            assert [get(server, "historicalTrades", symbol="BTCUSDT").status_code for _ in range(4)] == [200] * 4
+            limited = get(server, "historicalTrades", symbol="BTCUSDT")
+            assert limited.status_code == 429
+            assert limited.headers["Retry-After"] == "1" and limited.headers["X-MBX-USED-WEIGHT-1M"] == "125"
+            assert limited.json() == {
+                "code": -1003,
+                "msg": "Too much request weight used; current limit is 100 request weight per 1 MINUTE. "
+                "Please use WebSocket Streams for live updates to avoid polling the API.",
+            }
+            banned = get(server, "ping")  # kept sending after the 429, in the same window
+            assert banned.status_code == 418
+            assert banned.json()["code"] == -1003
+            assert f"IP banned until {int(server.banned_until * 1000)}." in banned.json()["msg"]
+            bans.append(banned.headers["Retry-After"])
+            assert get(server, "time").status_code == 418, "every request is refused during the ban"
+            time.sleep(server.banned_until - time.time() + 0.01)
+            assert get(server, "ping").status_code == 200, "the ban is over"
+        counts = (server.rest_429, server.rest_418)
+    assert bans == ["1", "2"] and counts == (2, 4)
+    assert [ban_length_s(n) for n in (0, 1, 2)] == [120, 240, 480]
+    assert ban_length_s(11) == 245_760 and ban_length_s(12) == ban_length_s(99) == 3 * 24 * 3600
+
+
+def test_a_client_that_waits_retry_after_is_not_banned() -> None:
+    with BinanceStandIn(trades(), rate=1, weight_limit_per_min=2, time_scale=120) as server:
+        fresh_window(server)
+        answers = [get(server, "ping") for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert server.used_weight == 3
+        time.sleep(int(answers[-1].headers["Retry-After"]))
+        assert get(server, "ping").status_code == 200
+    assert server.rest_418 == 0 and server.banned_until == 0.0
+
+
+# 6. WAF ------------------------------------------------------------------------------------------
+def test_requests_the_firewall_blocks_get_403_html_and_cost_no_weight() -> None:
+    with BinanceStandIn(trades(), rate=1, waf_block_requests={2}) as server:
+        fresh_window(server, unless_left=1.0)
+        first, blocked, third = (get(server, "ping") for _ in range(3))
+    assert (first.status_code, blocked.status_code, third.status_code) == (200, 403, 200)
+    assert blocked.headers["Content-Type"].startswith("text/html") and "X-MBX-USED-WEIGHT-1M" not in blocked.headers
+    assert third.headers["X-MBX-USED-WEIGHT-1M"] == "2"
+    assert server.rest_403 == 1 and server.rest_requests == 3
+
+
+# 7. exchangeInfo ---------------------------------------------------------------------------------
+def test_exchange_info_lists_the_tapes_symbols_with_their_status() -> None:
+    with BinanceStandIn(trades(), rate=1, symbol_status={"ETHUSDT": "CANCEL_ONLY"}) as server:
+        everything = get(server, "exchangeInfo").json()
+        one = get(server, "exchangeInfo", symbol="BTCUSDT")
+        two = get(server, "exchangeInfo", symbols=json.dumps(["ETHUSDT", "BNBUSDT"], separators=(",", ":")))
+        unknown = get(server, "exchangeInfo", symbol="DOGEUSDT")
+        one_unknown = get(server, "exchangeInfo", symbols='["BTCUSDT","NOPEUSDT"]')
+    assert sorted(s["symbol"] for s in everything["symbols"]) == sorted(SYMBOLS)
+    assert everything["rateLimits"][0] == {
+        "rateLimitType": "REQUEST_WEIGHT",
+        "interval": "MINUTE",
+        "intervalNum": 1,
+        "limit": 6000,
+    }
+    btc = one.json()["symbols"]
+    assert [(s["symbol"], s["status"], s["baseAsset"], s["quoteAsset"]) for s in btc] == [
+        ("BTCUSDT", "TRADING", "BTC", "USDT")
+    ]
+    assert [(s["symbol"], s["status"]) for s in two.json()["symbols"]] == [
+        ("ETHUSDT", "CANCEL_ONLY"),
+        ("BNBUSDT", "TRADING"),
+    ]
+    for refused in (unknown, one_unknown):
+        assert refused.status_code == 400 and refused.json() == {"code": -1121, "msg": "Invalid symbol."}
+    with pytest.raises(ValueError, match="CANCEL_ONLY"):
+        BinanceStandIn(trades(), symbol_status={"BTCUSDT": "PAUSED"})
+
+
+# 8. Unicode symbols ------------------------------------------------------------------------------
+def test_unicode_symbols_stream_under_percent_encoded_names_with_only_ascii_lowercased() -> None:
+    # 这是测试币456 is the Unicode symbol Binance lists on its SPOT testnet (CHANGELOG.md § 2025-12-18).
+    symbols = ["币安人生USDT", "这是测试币456", "ÄBCUSDT"]
+    assert [stream_name(s) for s in symbols] == ["币安人生usdt@trade", "这是测试币456@trade", "Äbcusdt@trade"]
+    with BinanceStandIn(trades(symbols, count=150), rate=300) as server:
+        path = "/stream?streams=" + quote("币安人生usdt@trade/Äbcusdt@trade/äbcusdt@trade/币安人生USDT@trade")
+        with ws(server, path) as connection:
+            frames = messages(connection)
+        assert frames and {f["stream"] for f in frames} == {"币安人生usdt@trade", "Äbcusdt@trade"}
+        assert {f["data"]["s"] for f in frames} == {"币安人生USDT", "ÄBCUSDT"}
+        history = get(server, "historicalTrades", symbol="币安人生USDT")
+        info = get(server, "exchangeInfo", symbol="这是测试币456")
+    assert history.status_code == 200 and history.json()
+    assert info.json()["symbols"][0]["symbol"] == "这是测试币456"
+
+
+# 9. serverShutdown -------------------------------------------------------------------------------
+def test_server_shutdown_is_wrapped_on_combined_streams_and_bare_on_raw_ones() -> None:
+    with BinanceStandIn(trades(), rate=200, script=Script(shutdown_at={100})) as server:
+        with ws(server, "/stream?streams=btcusdt@trade") as combined, ws(server, "/ws/btcusdt@trade") as raw:
+            first_raw = json.loads(raw.recv(timeout=2))
+            wrapped = first(combined, lambda m: m["data"]["e"] != "trade")
+            bare = first(raw, lambda m: m["e"] != "trade")
+    assert first_raw["e"] == "trade" and first_raw["s"] == "BTCUSDT", "raw streams send the bare event"
+    assert wrapped["stream"] == "!serverShutdown" and set(wrapped["data"]) == {"e", "E"}
+    assert wrapped["data"]["e"] == "serverShutdown" and isinstance(wrapped["data"]["E"], int)
+    assert set(bare) == {"e", "E"} and bare["e"] == "serverShutdown" and bare["E"] == wrapped["data"]["E"]
+
+
+# 10. Connection trouble --------------------------------------------------------------------------
+def test_connections_closed_on_open_then_one_that_works() -> None:
+    with BinanceStandIn(trades(), rate=200, script=Script(close_on_open=2)) as server:
+        for _ in range(2):
+            with ws(server, "/stream?streams=btcusdt@trade") as dropped:
+                with pytest.raises(ConnectionClosed) as closed:
+                    dropped.recv(timeout=2)
+                assert closed.value.rcvd is None, "no frame at all, not even a close frame"
+        with ws(server, "/stream?streams=btcusdt@trade") as working:
+            assert json.loads(working.recv(timeout=2))["stream"] == "btcusdt@trade"
+    assert (server.connections, server.connections_closed_on_open) == (3, 2)
+
+
+def test_a_silent_connection_answers_pings_but_never_gets_a_frame() -> None:
+    with BinanceStandIn(trades(), rate=200, script=Script(silent_connections=1)) as server:
+        with ws(server, "/stream?streams=btcusdt@trade") as silent, ws(server, "/stream?streams=btcusdt@trade") as fine:
+            assert json.loads(fine.recv(timeout=2))["stream"] == "btcusdt@trade"
+            assert silent.ping().wait(2), "the silent connection still answers pings"
+            with pytest.raises(TimeoutError):
+                silent.recv(timeout=0.5)
+
+
+def test_a_forced_disconnect_drops_every_connection_at_the_same_frame() -> None:
+    symbols = [f"C{n:03d}USDT" for n in range(120)]
+    events = trades(symbols, count=600)
+    with BinanceStandIn(events, rate=100, script=Script(disconnect_at={80})) as server:
+        groups = [symbols[i : i + 40] for i in range(0, 120, 40)]
+        paths = ["/stream?streams=" + "/".join(stream_name(s) for s in group) for group in groups]
+        with ws(server, paths[0]) as first, ws(server, paths[1]) as second, ws(server, paths[2]) as third:
+            seen = [messages(c, timeout=2) for c in (first, second, third)]
+            codes = [c.close_code for c in (first, second, third)]
+    position = {(e["s"], e["t"]): n for n, e in enumerate(events)}
+    assert codes == [1001, 1001, 1001]
+    assert all(seen) and max(position[(f["data"]["s"], f["data"]["t"])] for got in seen for f in got) <= 80
+    assert server.connections == 3
