@@ -9,8 +9,9 @@ measured again. Medians of --repeat runs each. The metadata line is what a state
 reads a row (`SELECT * ... LIMIT 0` through the engine).
 
 The whole command is measured too: `k2 query` as a subprocess (Python start-up, CLI, extension loading,
-ATTACH, query, output) against a plain Python script that loads the same extensions, attaches the same
-catalog and prints the same query's rows; wall time, median of --command-repeat runs.
+ATTACH, query, CSV output) against a plain Python script that loads the same extensions, attaches the
+same catalog and writes the same query's rows as CSV with DuckDB's own writer; wall time, median of
+--command-repeat runs.
 
     python benchmarks/query_speed.py --trades 5000000 --appends 500
 """
@@ -103,8 +104,7 @@ for module in (duckdb_extension_avro, duckdb_extension_httpfs, duckdb_extension_
     con.execute(f"LOAD '{sorted(Path(module.__file__).parent.glob('extensions/*/*.duckdb_extension'))[-1]}'")
 con.execute("SET TimeZone = 'UTC'")
 con.execute(f"ATTACH 'warehouse' AS lake (TYPE iceberg, ENDPOINT '{uri}', AUTHORIZATION_TYPE 'none')")
-for row in con.execute(sql).fetchall():
-    print(row)
+con.sql(sql).write_csv("/dev/stdout")  # DuckDB's own CSV writer: no Python objects, no pyarrow
 """
 
 
@@ -144,6 +144,7 @@ def commands(catalog_uri: str, identifier: str, repeat: int) -> dict[str, tuple[
     for name in COMMANDS:
         sql = QUERIES[name]
         k2 = [sys.executable, "-m", "k2.cli", "--catalog-uri", catalog_uri, "query", sql.format(t=identifier)]
+        k2 += ["--format", "csv"]
         plain = [sys.executable, "-c", PLAIN_SCRIPT, catalog_uri, sql.format(t=f"lake.{identifier}")]
         results[name] = (wall(k2), wall(plain))
     return results

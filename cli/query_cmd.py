@@ -68,6 +68,8 @@ def query(
     """
     from k2.query.engine import Lake
 
+    if snapshot_id is not None and as_of is not None:
+        raise click.UsageError("--snapshot and --as-of do not go together: pick one")
     table = Lake(settings.catalog_uri, snapshot_id=snapshot_id, as_of=as_of).query(sql)
     if fmt == "parquet":
         import pyarrow.parquet as pq

@@ -56,9 +56,12 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _split(name: str) -> list[str]:
-    """A dotted name as DuckDB's get_table_names prints it ('ns."a b"') into its parts."""
-    return [quoted.replace('""', '"') or plain for quoted, plain in re.findall(r'"((?:[^"]|"")*)"|([^."]+)', name)]
+def _parts(identifier: str) -> tuple[str, str]:
+    """namespace.table as the user wrote it (--table, k2 tables snapshots)."""
+    namespace, _, table = identifier.rpartition(".")
+    if not namespace:
+        raise QueryError(f"give the table as namespace.table, e.g. {DEFAULT_NAMESPACE}.{identifier}")
+    return namespace, table
 
 
 class Lake:
@@ -104,11 +107,11 @@ class Lake:
         self.snapshot_id = snapshot_id
         self.as_of = _moment(as_of) if as_of else None
         self._travels = snapshot_id is not None or as_of is not None
-        self._views: set[tuple[str, ...]] = set()  # time travel: views made so far, by the name they answer to
+        self._views: dict[tuple[str, ...], str] = {}  # time travel: views made so far (name -> AT clause)
         self._tables: dict[str, list[tuple[str, str]]] | None = None  # time travel: table name -> (ns, table)
         if not self._travels and trades != DEFAULT_TRADES:
             try:
-                self._view(("trades",), tuple(_split(trades)), "")
+                self._view(("trades",), _parts(trades), "")
             except QueryError as exc:
                 tables = ", ".join(self.table_names()) or "none"
                 raise QueryError(f"no table {trades} in the catalog; tables: {tables}") from exc
@@ -117,8 +120,8 @@ class Lake:
         path = ["memory.main"] + ([] if self._travels else [f"{CATALOG}.{_ident(ns)}" for ns in self.namespaces])
         self.con.execute(f"SET search_path = {_literal(','.join(path))}")
 
-    def _rows(self, sql: str, parameters: Any = None) -> list[tuple[Any, ...]]:
-        return self.con.execute(sql, parameters).fetchall()
+    def _rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql).fetchall()
 
     def _configure_s3(self, env: Mapping[str, str]) -> bool:
         """An S3 secret from the standard AWS_* variables and K2_S3_ENDPOINT (MinIO, S3Proxy, moto).
@@ -143,13 +146,9 @@ class Lake:
 
     def metadata(self, identifier: str) -> dict[str, Any]:
         """The table's metadata as the catalog's loadTable returns it (snapshots, snapshot-log, refs)."""
-        parts = _split(identifier)
-        if len(parts) != 2:
-            raise QueryError(f"give the table as namespace.table, e.g. {DEFAULT_NAMESPACE}.{identifier}")
+        name = _literal(_ident(CATALOG, *_parts(identifier)))
         with self._errors():
-            found = self._rows(
-                f"SELECT metadata::JSON FROM iceberg_load_table_response({_literal(_ident(CATALOG, *parts))})"
-            )
+            found = self._rows(f"SELECT metadata::JSON FROM iceberg_load_table_response({name})")
         return dict(json.loads(found[0][0]))
 
     @contextmanager
@@ -187,7 +186,7 @@ class Lake:
         view = _ident("memory", *(alias if len(alias) == 2 else ("main", *alias)))
         with self._errors():
             self.con.execute(f"CREATE OR REPLACE VIEW {view} AS FROM {_ident(CATALOG, *table)}{at}")
-        self._views.add(alias)
+        self._views[alias] = at
 
     def _travel(self, sql: str) -> None:
         """Views at --snapshot / --as-of of the tables this statement names (DuckDB's parser says which)."""
@@ -197,24 +196,51 @@ class Lake:
                 self._tables.setdefault(table.lower(), []).append((namespace, table))
             for found in self._tables.values():
                 found.sort(key=lambda entry: self.namespaces.index(entry[0]) if entry[0] in self.namespaces else 1e9)
-        for name in duckdb.get_table_names(sql, qualified=True):
-            alias = tuple(_split(name))
+        for alias in self._named_tables(sql):
             if len(alias) == 3 and alias[0].lower() == CATALOG:
-                raise QueryError(f"{name} is the current table: with --snapshot or --as-of, leave out `{CATALOG}.`")
+                raise QueryError(
+                    f"{'.'.join(alias)} is the current table: with --snapshot or --as-of, leave out `lake.`"
+                )
             if alias in self._views or len(alias) > 2:
                 continue
             if alias == ("trades",) and self.trades != DEFAULT_TRADES:
-                namespace, table = _split(self.trades)
+                namespace, table = _parts(self.trades)
             else:
                 found = [t for t in self._tables.get(alias[-1].lower(), []) if t[0].lower() == alias[0].lower()]
                 if not (found := found if len(alias) == 2 else self._tables.get(alias[0].lower(), [])):
-                    continue  # not a catalog table: a CTE, or one DuckDB reports as unknown itself
+                    continue  # not a catalog table: DuckDB's own, or one it reports as unknown itself
                 namespace, table = found[0]
             self._view(alias, (namespace, table), self._at(namespace, table))
+        if self.snapshot_id is not None and self._views and not any(self._views.values()):
+            raise QueryError(
+                f"no table this statement reads has snapshot {self.snapshot_id}; "
+                "list them with `k2 tables snapshots NAMESPACE.TABLE`"
+            )
+
+    def _named_tables(self, sql: str) -> set[tuple[str, ...]]:
+        """Every table the statements name, as (catalog, schema, table) parts that are given, per DuckDB's
+        parser (json_serialize_sql, which takes the explained query of an EXPLAIN); CTE names left out."""
+        found: set[tuple[str, ...]] = set()
+        ctes: set[str] = set()
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                if node.get("type") == "BASE_TABLE":
+                    found.add(tuple(node[k] for k in ("catalog_name", "schema_name", "table_name") if node[k]))
+                ctes.update(entry["key"].lower() for entry in node.get("cte_map", {}).get("map", []))
+            for child in node.values() if isinstance(node, dict) else node if isinstance(node, list) else ():
+                walk(child)
+
+        for statement in duckdb.extract_statements(sql):
+            text = statement.query
+            if statement.type == duckdb.StatementType.EXPLAIN:
+                text = EXPLAIN_PREFIX.sub("", text, count=1)
+            walk(json.loads(self.con.execute("SELECT json_serialize_sql($text)", {"text": text}).fetchall()[0][0]))
+        return {name for name in found if not (len(name) == 1 and name[0].lower() in ctes)}
 
     def _at(self, namespace: str, table: str) -> str:
         """The AT clause for one table, after checking that it has what --snapshot / --as-of ask for."""
-        metadata = self.metadata(f"{_ident(namespace)}.{_ident(table)}")
+        metadata = self.metadata(f"{namespace}.{table}")
         snapshots = {s["snapshot-id"]: s["timestamp-ms"] for s in metadata.get("snapshots", [])}
         if self.snapshot_id is not None:
             return f" AT (VERSION => {int(self.snapshot_id)})" if self.snapshot_id in snapshots else ""
