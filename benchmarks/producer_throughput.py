@@ -101,7 +101,7 @@ def run_straightforward(frames: Path, bootstrap: str, registry: str, queue: Any)
             "trade_time": datetime.fromtimestamp(data["T"] / 1000, UTC),
             "event_time": datetime.fromtimestamp(data["E"] / 1000, UTC),
             "ingest_time": datetime.now(UTC),
-            "vendor_data": {"is_best_match": str(data["M"]).lower(), "source": "replay"},
+            "vendor_data": {"source": "replay"},
         }
         while True:
             try:

@@ -117,6 +117,9 @@ def run(
         dlq_topic=topics["trades-dlq"].name,
         symbols=_symbols(symbols),
         duration=duration,
+        # Live: pick up after the last trade in Kafka. The stand-in's sample gets fresh ids every run,
+        # so there is nothing to resume from.
+        resume=not standin,
     )
     status = progress if progress.enabled else None
     started_ms = int(time.time() * 1000)

@@ -287,7 +287,11 @@ def run_live(options: ProduceOptions, status: Callable[[str], None] | None = Non
     if options.resume:
         last_ids = last_trade_ids(options.bootstrap_servers, options.topic, options.symbols, options.resume_budget)
         pipeline.sequencer.resume_from(last_ids)
-    asyncio.run(_live(pipeline, options, status))
+    try:
+        asyncio.run(_live(pipeline, options, status))
+    except BaseException:
+        pipeline.finish("live")  # what was accepted is flushed before the error is reported
+        raise
     summary = pipeline.finish("live")
     summary.resumed_symbols = len(last_ids)
     return summary
