@@ -17,6 +17,7 @@ from .frames import Trade
 log = logging.getLogger("k2.producer")
 
 REASON_HEADER = "k2.error.reason"
+TOPIC_CHECKS = 3  # looks at the broker's topics, a second apart, before calling a topic missing
 OVERFLOW_LIMIT = 500_000  # records held beyond librdkafka's own queue before the live producer blocks
 
 
@@ -71,11 +72,17 @@ def check_topics_exist(bootstrap_servers: str, topics: list[str]) -> None:
     from k2.schemas.exceptions import TopicError
     from k2.schemas.topics import admin_client, existing_partitions
 
-    try:
-        existing = existing_partitions(admin_client(bootstrap_servers), bootstrap_servers)
-    except TopicError as exc:
-        raise ProducerError(str(exc)) from exc
-    missing = [topic for topic in topics if topic not in existing]
+    admin = admin_client(bootstrap_servers)
+    for attempt in range(TOPIC_CHECKS):
+        try:
+            existing = existing_partitions(admin, bootstrap_servers)
+        except TopicError as exc:
+            raise ProducerError(str(exc)) from exc
+        missing = [topic for topic in topics if topic not in existing]
+        if not missing:
+            return
+        if attempt < TOPIC_CHECKS - 1:
+            time.sleep(1.0)  # a topic created a moment ago may not be in the broker's metadata yet
     if missing:
         raise ProducerError(
             f"topic {', '.join(missing)} does not exist on {bootstrap_servers}: create the declared topics with "
