@@ -90,20 +90,7 @@ def test_deploying_before_the_table_exists_is_refused_and_a_failed_sink_is_resta
 
         # After `k2 tables apply`, deploying the same config restarts the failed task and waits for RUNNING.
         apply_table(rest_catalog(local_stack.catalog_uri), table_spec(table))
-        again = local_stack.k2(
-            "deploy-connectors",
-            str(path),
-            "--set",
-            f"TRADES_TOPIC={topic}",
-            "--set",
-            f"ICEBERG_TABLE={table}",
-            "--set",
-            f"CONTROL_TOPIC={control}",
-            "--set",
-            "COMMIT_INTERVAL_MS=3000",
-            "--format",
-            "json",
-        )
+        again = deploy(local_stack, path, topic, table, control=control)
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout) == [
             {"connector": name, "result": "Restarted", "state": "RUNNING", "file": str(path)}

@@ -48,12 +48,16 @@ def table_spec(identifier: str) -> TableSpec:
     return replace(load_table_specs()["market_data.trades"], identifier=identifier)
 
 
-def deploy(stack: LocalStack, path: Path, topic: str, table: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    control = unique("k2_control")
-    from confluent_kafka.admin import AdminClient, NewTopic
+def deploy(
+    stack: LocalStack, path: Path, topic: str, table: str, *extra: str, control: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`k2 deploy-connectors` of a connector copy; a new control topic unless one is given."""
+    if control is None:
+        from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": stack.bootstrap_servers})
-    admin.create_topics([NewTopic(control, 1, 1)])[control].result(timeout=30)
+        control = unique("k2_control")
+        admin = AdminClient({"bootstrap.servers": stack.bootstrap_servers})
+        admin.create_topics([NewTopic(control, 1, 1)])[control].result(timeout=30)
     return stack.k2(
         "deploy-connectors",
         str(path),
