@@ -261,6 +261,7 @@ class BinanceStandIn:
         script: Script | None = None,
         rest_requests_per_s: float | None = None,
         ping_interval: float = 20.0,
+        ping_timeout: float = 60.0,
         loop_tape: bool = False,
         *,
         max_url_length: int = 8000,
@@ -283,6 +284,7 @@ class BinanceStandIn:
         self.rate = rate
         self.script = script or Script()
         self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self.loop_tape = loop_tape
         self.max_url_length = max_url_length
         self.max_incoming_per_s = max_incoming_per_s
@@ -847,7 +849,7 @@ class BinanceStandIn:
             self.port,
             process_request=self._process_request,
             ping_interval=self.ping_interval,
-            ping_timeout=60,  # web-socket-streams.md § General WSS information: pong due within a minute
+            ping_timeout=self.ping_timeout,  # web-socket-streams.md § General WSS information: a minute
             server_header=STAND_IN_NAME,
             create_connection=LimitedConnection,
         ) as server:

@@ -8,6 +8,7 @@ with its 429-then-418 escalation, a WAF block, and a ban while the producer is a
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -149,3 +150,47 @@ def test_sigterm_during_a_ban_exits_within_seconds_with_everything_flushed(local
     landed = consume(local_stack, topic)
     assert len(landed) == summary["trades_acknowledged"]
     assert len({(r.value["symbol"], r.value["trade_id"]) for r in landed}) == len(landed), "no duplicates"
+
+
+def test_a_slow_broker_does_not_stop_the_socket_from_answering_pings(local_stack: LocalStack) -> None:
+    """Kafka stalls (the broker is stopped for 8 s) and librdkafka's queue fills (100 records here):
+    trades wait in order in memory and the event loop keeps answering the server's pings, so the
+    stand-in (ping every second, pong due within 2 s) never drops the connection; every trade lands."""
+    import threading
+
+    from k2.producer.app import ProduceOptions, Summary, run_live
+
+    from .test_landing import _pid
+
+    events = make_events(6000, seed=36)
+    topic, dlq = make_topics(local_stack)
+    broker = _pid(local_stack, "kafka")
+    with BinanceStandIn(events, rate=500, ping_interval=1.0, ping_timeout=2.0) as server:
+        options = ProduceOptions(
+            bootstrap_servers=local_stack.bootstrap_servers,
+            registry_url=local_stack.registry_url,
+            topic=topic,
+            dlq_topic=dlq,
+            symbols=SYMBOLS,
+            ws_url=server.ws_url,
+            rest_url=server.rest_url,
+            max_messages=len(events),
+            duration=120,
+            producer_overrides={"queue.buffering.max.messages": 100},
+        )
+        result: list[Summary] = []
+        runner = threading.Thread(target=lambda: result.append(run_live(options)))
+        runner.start()
+        while server.position < 1000:
+            time.sleep(0.1)
+        os.kill(broker, signal.SIGSTOP)
+        try:
+            time.sleep(8)
+        finally:
+            os.kill(broker, signal.SIGCONT)
+        runner.join(180)
+        connections = server.connections
+    (summary,) = result
+    assert connections == 1 and summary.reconnects == 0, "the stand-in never dropped the connection for silence"
+    assert summary.lossless and summary.gaps_unrecovered == 0
+    assert_exactly(events, consume(local_stack, topic))
