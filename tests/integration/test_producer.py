@@ -124,6 +124,22 @@ def produce_cmd(server: BinanceStandIn, topic: str, dlq: str, *extra: str) -> li
     ]
 
 
+def live_options(stack: LocalStack, server: BinanceStandIn, topic: str, dlq: str, **extra: Any) -> Any:
+    """ProduceOptions for run_live in the test process (what `k2 produce` builds), on the stand-in."""
+    from k2.producer.app import ProduceOptions
+
+    return ProduceOptions(
+        bootstrap_servers=stack.bootstrap_servers,
+        registry_url=stack.registry_url,
+        topic=topic,
+        dlq_topic=dlq,
+        symbols=SYMBOLS,
+        ws_url=server.ws_url,
+        rest_url=server.rest_url,
+        **extra,
+    )
+
+
 def assert_exactly(events: list[dict[str, Any]], landed: list[Landed]) -> None:
     """The topic holds each event exactly once, in trade-id order per symbol, with exact values."""
     by_key = {(e["s"], e["t"]): e for e in events}
@@ -308,23 +324,12 @@ def test_schema_compatibility_is_checked_before_registering(local_stack: LocalSt
 
 def test_connections_rotate_by_age_without_losing_anything(local_stack: LocalStack) -> None:
     """The 24 h rotation, with the age limit shortened: new connection first, then the old one closes."""
-    from k2.producer.app import ProduceOptions, run_live
+    from k2.producer.app import run_live
 
     events = make_events(1500, seed=16)
     topic, dlq = make_topics(local_stack)
     with BinanceStandIn(events, rate=500) as server:
-        options = ProduceOptions(
-            bootstrap_servers=local_stack.bootstrap_servers,
-            registry_url=local_stack.registry_url,
-            topic=topic,
-            dlq_topic=dlq,
-            symbols=SYMBOLS,
-            ws_url=server.ws_url,
-            rest_url=server.rest_url,
-            max_messages=1500,
-            duration=60,
-            rotate_after=1.0,
-        )
+        options = live_options(local_stack, server, topic, dlq, max_messages=1500, duration=60, rotate_after=1.0)
         summary = run_live(options)
         connections = server.connections
     assert summary.rotations >= 2 and connections == summary.rotations + 1

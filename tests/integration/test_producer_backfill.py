@@ -22,7 +22,7 @@ from k2.producer.sample import generate_events
 from k2.producer.standin import BinanceStandIn, Script
 
 from .conftest import LocalStack
-from .test_producer import SYMBOLS, assert_exactly, consume, make_events, make_topics
+from .test_producer import SYMBOLS, assert_exactly, consume, live_options, make_events, make_topics
 
 pytestmark = pytest.mark.integration
 
@@ -158,7 +158,7 @@ def test_a_slow_broker_does_not_stop_the_socket_from_answering_pings(local_stack
     stand-in (ping every second, pong due within 2 s) never drops the connection; every trade lands."""
     import threading
 
-    from k2.producer.app import ProduceOptions, Summary, run_live
+    from k2.producer.app import Summary, run_live
 
     from .test_landing import _pid
 
@@ -166,18 +166,10 @@ def test_a_slow_broker_does_not_stop_the_socket_from_answering_pings(local_stack
     topic, dlq = make_topics(local_stack)
     broker = _pid(local_stack, "kafka")
     with BinanceStandIn(events, rate=500, ping_interval=1.0, ping_timeout=2.0) as server:
-        options = ProduceOptions(
-            bootstrap_servers=local_stack.bootstrap_servers,
-            registry_url=local_stack.registry_url,
-            topic=topic,
-            dlq_topic=dlq,
-            symbols=SYMBOLS,
-            ws_url=server.ws_url,
-            rest_url=server.rest_url,
-            max_messages=len(events),
-            duration=120,
+        options = live_options(
+            local_stack, server, topic, dlq, max_messages=len(events), duration=120,
             producer_overrides={"queue.buffering.max.messages": 100},
-        )
+        )  # fmt: skip
         result: list[Summary] = []
         runner = threading.Thread(target=lambda: result.append(run_live(options)))
         runner.start()
