@@ -22,8 +22,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from .exceptions import StackError
 from .resolve import Component, component_dir, load_components
 
@@ -127,14 +125,16 @@ def urls(ports: Ports) -> dict[str, str]:
     }
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
+    import requests  # here, not at the top: every `k2` command imports this module
+
     try:
         return requests.get(url, timeout=2).status_code == 200
     except requests.RequestException:
         return False
 
 
-def _kafka_ok(bootstrap: str) -> bool:
+def kafka_ok(bootstrap: str) -> bool:
     from confluent_kafka.admin import AdminClient
 
     quiet = logging.getLogger("k2.stack.kafka-health")
@@ -225,6 +225,12 @@ def _prepare_registry(ctx: Context, component: Component) -> tuple[list[str], di
     return cmd, {}, workdir
 
 
+# The catalog's SQLite backend, the same in Compose. One connection: with the default two, a sink commit
+# and a maintainer commit (or a create) met SQLITE_BUSY, and the lock the other connection kept failed
+# every later sink commit with HTTP 500 until a restart (seen in a soak). SQLite has one writer anyway.
+CATALOG_BACKEND_ENV = {"CATALOG_CLIENTS": "1"}
+
+
 def _prepare_catalog(ctx: Context, component: Component) -> tuple[list[str], dict[str, str], Path]:
     lib = ctx.lib(component)
     classes = component_dir(ctx.cache, component) / "launcher"
@@ -240,6 +246,7 @@ def _prepare_catalog(ctx: Context, component: Component) -> tuple[list[str], dic
     (ctx.data / "catalog").mkdir(parents=True, exist_ok=True)
     env = {
         "CATALOG_URI": f"jdbc:sqlite:file:{ctx.data / 'catalog' / 'catalog.db'}",
+        **CATALOG_BACKEND_ENV,
         "CATALOG_REST_PORT": str(ctx.ports.catalog),
         "CATALOG_REST_HOST": HOST,
     }
@@ -333,11 +340,13 @@ def _maintainer_ok(ctx: Context) -> bool:
 
 
 def _interval_seconds(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
+    from k2.connect.exceptions import ConnectError
+    from k2.connect.units import duration_seconds
+
     try:
-        return float(text[:-1]) * units[text[-1]]
-    except (KeyError, ValueError, IndexError):
-        raise StackError(f"{MAINTAINER_INTERVAL_ENV}={text!r} is not a duration like 30s, 5m or 1h") from None
+        return duration_seconds(text)
+    except ConnectError as exc:
+        raise StackError(f"{MAINTAINER_INTERVAL_ENV}: {exc}") from None
 
 
 def _javac_for(java: str) -> str:
@@ -357,7 +366,7 @@ SERVICES: tuple[Service, ...] = (
         component="kafka",
         port="kafka",
         depends_on=(),
-        health=lambda ctx: _kafka_ok(f"{HOST}:{ctx.ports.kafka}"),
+        health=lambda ctx: kafka_ok(f"{HOST}:{ctx.ports.kafka}"),
         prepare=_prepare_kafka,
     ),
     Service(
@@ -366,8 +375,8 @@ SERVICES: tuple[Service, ...] = (
         port="registry",
         depends_on=(),
         health=lambda ctx: (
-            _http_ok(f"http://{HOST}:{ctx.ports.registry}/health/ready")
-            and _http_ok(f"http://{HOST}:{ctx.ports.registry}/apis/ccompat/v7/subjects")
+            http_ok(f"http://{HOST}:{ctx.ports.registry}/health/ready")
+            and http_ok(f"http://{HOST}:{ctx.ports.registry}/apis/ccompat/v7/subjects")
         ),
         prepare=_prepare_registry,
     ),
@@ -376,7 +385,7 @@ SERVICES: tuple[Service, ...] = (
         component="iceberg-rest",
         port="catalog",
         depends_on=(),
-        health=lambda ctx: _http_ok(f"http://{HOST}:{ctx.ports.catalog}/v1/config"),
+        health=lambda ctx: http_ok(f"http://{HOST}:{ctx.ports.catalog}/v1/config"),
         prepare=_prepare_catalog,
     ),
     Service(
@@ -385,7 +394,7 @@ SERVICES: tuple[Service, ...] = (
         port="connect",
         depends_on=("kafka", "registry"),
         # /connectors answers only once the worker has joined its group and read its config topic.
-        health=lambda ctx: _http_ok(f"http://{HOST}:{ctx.ports.connect}/connectors"),
+        health=lambda ctx: http_ok(f"http://{HOST}:{ctx.ports.connect}/connectors"),
         prepare=_prepare_connect,
     ),
     Service(

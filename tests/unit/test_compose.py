@@ -149,3 +149,10 @@ def test_maintainer_runs_the_local_stacks_command_against_the_compose_catalog() 
     assert set(local.depends_on) == set(maintainer["depends_on"])
     dockerfile = (ROOT / maintainer["build"]["dockerfile"]).read_text()
     assert "pip install" in dockerfile and 'ENTRYPOINT ["python"]' in dockerfile
+
+
+def test_the_catalog_backend_is_configured_as_in_the_local_stack() -> None:
+    from k2.stack.services import CATALOG_BACKEND_ENV
+
+    environment = {key: str(value) for key, value in SERVICES["catalog"]["environment"].items()}
+    assert CATALOG_BACKEND_ENV.items() <= environment.items()
