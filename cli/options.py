@@ -1,6 +1,8 @@
-"""Option parsing shared by several commands."""
+"""Option types and parsing shared by every command: one syntax for durations, one for symbols."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -14,3 +16,63 @@ def assignments(values: tuple[str, ...], param_hint: str) -> dict[str, str]:
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint=param_hint)
         parsed[name.strip()] = value
     return parsed
+
+
+class Duration(click.ParamType):
+    """``90s``, ``10m``, ``24h``, ``7d`` (a bare number is seconds), as float seconds."""
+
+    name = "duration"
+
+    def __init__(self, positive: bool = False) -> None:
+        self.positive = positive
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        else:
+            from k2.connect.exceptions import ConnectError
+            from k2.connect.units import duration_seconds
+
+            try:
+                seconds = duration_seconds(value)
+            except ConnectError as exc:
+                self.fail(str(exc), param, ctx)
+        if self.positive and seconds <= 0:
+            self.fail(f"{value!r} must be longer than 0s", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
+POSITIVE_DURATION = Duration(positive=True)
+
+
+class Symbols(click.ParamType):
+    """``BTCUSDT,ETHUSDT``: distinct Binance symbols as Binance writes them (Unicode ones included)."""
+
+    name = "symbols"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "SYMBOL[,SYMBOL...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[str]:
+        if isinstance(value, list):
+            return value
+        from k2.producer.exchange import is_symbol, normalize_symbol
+
+        symbols = [normalize_symbol(s) for s in str(value).split(",") if s.strip()]
+        bad = [s for s in symbols if not is_symbol(s)]
+        if bad or not symbols:
+            shown = ", ".join(bad) or "(none given)"
+            self.fail(f"not a Binance symbol: {shown} (expected e.g. BTCUSDT,ETHUSDT,币安人生USDT)", param, ctx)
+        return list(dict.fromkeys(symbols))
+
+
+SYMBOLS = Symbols()
+
+
+def symbols_option(help: str, **kwargs: Any) -> Any:
+    """``--symbols``, the one way every command takes symbols."""
+    return click.option("--symbols", type=SYMBOLS, help=help + " Comma-separated, e.g. BTCUSDT,ETHUSDT.", **kwargs)

@@ -111,6 +111,7 @@ from pyiceberg.types import (
 
 from .exceptions import ConnectError
 from .tables import TABLES_FILE
+from .units import parse_duration
 
 log = logging.getLogger("k2.maintainer")
 
@@ -127,15 +128,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PLAN_COLUMNS = ("step", "target", "count", "bytes")
 MIB = 1024 * 1024
 SIZE_UNITS = {"B": 1, "KB": 1024, "MB": MIB, "GB": 1024 * MIB}
-DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_duration(text: str) -> timedelta:
-    """'30s', '10m', '24h', '7d' as a timedelta."""
-    try:
-        return timedelta(**{DURATION_UNITS[text[-1]]: float(text[:-1])})
-    except (KeyError, ValueError, IndexError):
-        raise ConnectError(f"{text!r} is not a duration like 30s, 10m, 1h or 7d") from None
 
 
 def parse_size(text: str | int) -> int:

@@ -1,0 +1,24 @@
+"""The one syntax for durations and sizes, shared by connect/tables.toml policies and every CLI option."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from .exceptions import ConnectError
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def duration_seconds(text: str) -> float:
+    """'90s', '10m', '24h', '7d' (a bare number is seconds) as seconds."""
+    found = DURATION.match(str(text))
+    if not found:
+        raise ConnectError(f"{text!r} is not a duration like 90s, 10m, 24h or 7d")
+    return float(found[1]) * DURATION_UNITS[found[2] or "s"]
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration (see duration_seconds) as a timedelta."""
+    return timedelta(seconds=duration_seconds(text))
