@@ -1,4 +1,4 @@
-"""DuckDB over the REST catalog's Iceberg tables, offline.
+"""The DuckDB session over the REST catalog's Iceberg tables: attach, short names, time travel, read-only.
 
 DuckDB's iceberg extension attaches the REST catalog itself (``ATTACH ... (TYPE iceberg)``): it lists
 namespaces and tables, loads each table's metadata when a statement reads it (so every statement sees
@@ -7,7 +7,8 @@ the table's current snapshot on its main branch, and a long-lived Lake never goe
 ``AT (VERSION => id)`` / ``AT (TIMESTAMP => t)``, the latter through the table's snapshot log. Short
 names (``trades``) resolve through DuckDB's search path, the default namespace first. pyiceberg stays off
 this path (about a second to import). The extensions come from the PyPI packages pinned beside DuckDB and
-are loaded by file path with auto-install and auto-load off, so nothing is ever downloaded.
+are loaded by file path with auto-install and auto-load off, so nothing is ever downloaded. S3 secrets,
+error translation and snapshot listings are in catalog.py; candles and volume in market.py.
 """
 
 from __future__ import annotations
@@ -15,28 +16,24 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
-from k2.connect.exceptions import catalog_unreachable
-
+from .catalog import catalog_error, configure_s3
 from .exceptions import QueryError
 
-SQL_DIR = Path(__file__).resolve().parent / "sql"
-EIGHT_PLACES = Decimal("0.00000001")
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 CATALOG = "lake"  # the attached catalog: every table is also lake.<namespace>.<table>
 DEFAULT_NAMESPACE = "market_data"  # the namespace of connect/tables.toml: `trades` means market_data.trades
 DEFAULT_TRADES = f"{DEFAULT_NAMESPACE}.trades"
 OURS = f"WHERE database_name = '{CATALOG}'"  # duckdb_schemas() / duckdb_tables() rows of the catalog
-INTERVALS = {"1m": "1 minute", "5m": "5 minutes", "15m": "15 minutes", "1h": "1 hour", "1d": "1 day"}
 # EXPLAIN, EXPLAIN ANALYZE, EXPLAIN (ANALYZE, FORMAT JSON): what precedes the explained statement.
 EXPLAIN_PREFIX = re.compile(r"^\s*explain\s*(analyze\b\s*)?(\([^)]*\)\s*)?", re.IGNORECASE)
 
@@ -89,7 +86,7 @@ class Lake:
         for module in (duckdb_extension_avro, duckdb_extension_httpfs, duckdb_extension_iceberg):
             self.con.execute(f"LOAD '{_extension_path(module)}'")
         self.con.execute("SET TimeZone = 'UTC'")
-        own_keys = self._configure_s3(os.environ)
+        own_keys = configure_s3(self.con, os.environ)
         # The warehouse name is ignored by Iceberg's REST fixture. With our own S3 keys, ask for no vended
         # credentials: a catalog's storage config without keys would otherwise shadow them.
         options = [f"TYPE iceberg, ENDPOINT {_literal(self.uri)}, AUTHORIZATION_TYPE 'none'"]
@@ -98,7 +95,7 @@ class Lake:
             self.con.execute(f"ATTACH 'warehouse' AS {CATALOG} ({', '.join(options)})")
             namespaces = [row[0] for row in self._rows(f"SELECT schema_name FROM duckdb_schemas() {OURS}")]
         except duckdb.Error as exc:
-            raise _catalog_error(self.uri, exc) or QueryError(
+            raise catalog_error(self.uri, exc) or QueryError(
                 f"{self.uri} did not answer as an Iceberg REST catalog ({str(exc).splitlines()[0][:160]}); point "
                 "--catalog-uri / K2_CATALOG_URI at the catalog, or start the local one with `k2 stack up`"
             ) from exc
@@ -123,24 +120,6 @@ class Lake:
     def _rows(self, sql: str) -> list[tuple[Any, ...]]:
         return self.con.execute(sql).fetchall()
 
-    def _configure_s3(self, env: Mapping[str, str]) -> bool:
-        """An S3 secret from the standard AWS_* variables and K2_S3_ENDPOINT (MinIO, S3Proxy, moto).
-
-        Values go to DuckDB as parameters and are never printed. False when no keys are set.
-        """
-        key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-        if not key or not secret:
-            return False
-        endpoint = env.get("K2_S3_ENDPOINT", "")
-        parsed = urlsplit(endpoint) if endpoint else None
-        options = ["TYPE s3", "KEY_ID $key", "SECRET $secret", "REGION $region"]
-        parameters = {"key": key, "secret": secret, "region": env.get("AWS_REGION", "us-east-1")}
-        if parsed and parsed.netloc:
-            options += ["ENDPOINT $endpoint", "URL_STYLE 'path'", f"USE_SSL {str(parsed.scheme == 'https').lower()}"]
-            parameters["endpoint"] = parsed.netloc
-        self.con.execute(f"CREATE OR REPLACE SECRET k2_s3 ({', '.join(options)})", parameters)
-        return True
-
     def table_names(self) -> list[str]:
         return [f"{ns}.{t}" for ns, t in self._rows(f"SELECT schema_name, table_name FROM duckdb_tables() {OURS}")]
 
@@ -162,22 +141,31 @@ class Lake:
                 message += f"; tables in the catalog: {', '.join(self.table_names()) or 'none'}"
             raise QueryError(message) from exc
         except duckdb.Error as exc:
-            raise _catalog_error(self.uri, exc) or QueryError(str(exc).splitlines()[0]) from exc
+            raise catalog_error(self.uri, exc) or QueryError(str(exc).splitlines()[0]) from exc
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
+        """The result as an Arrow table (exact types, for Parquet and for callers that compute on it)."""
+        result: pa.Table = self._execute(sql, parameters).to_arrow_table()
+        return result
+
+    def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows as Python values (Decimal, UTC datetime), without importing pyarrow."""
+        cursor = self._execute(sql, parameters)
+        return [column[0] for column in cursor.description or []], cursor.fetchall()
+
+    def _execute(self, sql: str, parameters: dict[str, Any] | None) -> duckdb.DuckDBPyConnection:
         refuse_writes(sql)
         with self._errors():
             if self._travels:
                 self._travel(sql)
             try:
-                result: pa.Table = self.con.execute(sql, parameters or {}).to_arrow_table()
+                return self.con.execute(sql, parameters or {})
             except duckdb.Error as exc:
                 # A statement reads each table as of its start; a table whose first snapshot was committed after
                 # that but before DuckDB loaded it has no state yet (iceberg_table_entry.cpp). A moment later it has.
                 if "does not have a reachable state" not in str(exc):
                     raise
-                result = self.con.execute(sql, parameters or {}).to_arrow_table()
-        return result
+                return self.con.execute(sql, parameters or {})
 
     def _view(self, alias: tuple[str, ...], table: tuple[str, ...], at: str) -> None:
         """A view named like the table (ns.t in memory, or a short name in memory.main) over the catalog's table."""
@@ -257,37 +245,6 @@ class Lake:
             )
         return f" AT (TIMESTAMP => TIMESTAMPTZ {_literal(moment + '+00')})"
 
-    def snapshots(self, identifier: str) -> list[dict[str, Any]]:
-        """The table's snapshots, oldest first, with the branches and tags whose head each one is."""
-        metadata = self.metadata(identifier)
-        current = metadata.get("current-snapshot-id")
-        heads: dict[int, list[str]] = {}
-        for ref, target in sorted(metadata.get("refs", {}).items()):
-            heads.setdefault(target["snapshot-id"], []).append(ref)
-        rows = []
-        for snapshot in sorted(metadata.get("snapshots", []), key=lambda s: s["timestamp-ms"]):
-            summary = snapshot.get("summary", {})
-            rows.append(
-                {
-                    "snapshot_id": snapshot["snapshot-id"],
-                    "committed_at": datetime.fromtimestamp(snapshot["timestamp-ms"] / 1000, UTC),
-                    "operation": summary.get("operation", ""),
-                    "added_records": int(summary.get("added-records", 0)),
-                    "total_records": int(summary.get("total-records", 0)),
-                    "total_data_files": int(summary.get("total-data-files", 0)),
-                    "refs": ",".join(heads.get(snapshot["snapshot-id"], [])),
-                    "current": snapshot["snapshot-id"] == current,
-                }
-            )
-        return rows
-
-
-def _catalog_error(uri: str, exc: duckdb.Error) -> QueryError | None:
-    """The shared one-line message when DuckDB could not connect to the catalog (at ATTACH or later)."""
-    if isinstance(exc, duckdb.IOException) and f"to '{uri}/" in str(exc) and "Could not connect" in str(exc):
-        return QueryError(catalog_unreachable(uri, exc))
-    return None
-
 
 def _moment(text: str) -> datetime:
     try:
@@ -321,32 +278,3 @@ def refuse_writes(sql: str) -> None:
             kind = kinds[0] if len(kinds) == 1 else None
         if kind != duckdb.StatementType.SELECT:
             raise QueryError("k2 query is read-only: statements that write or change settings are refused")
-
-
-def read_sql(name: str) -> str:
-    return (SQL_DIR / f"{name}.sql").read_text()
-
-
-def vwap(quote_volume: Decimal, volume: Decimal) -> Decimal:
-    """quote_volume / volume in exact decimal arithmetic, rounded half-even to 8 places."""
-    if not volume:
-        return Decimal(0)
-    with localcontext() as context:
-        context.prec = 80  # wide enough that the division itself never rounds before the quantize
-        return (Decimal(quote_volume) / Decimal(volume)).quantize(EIGHT_PLACES, rounding=ROUND_HALF_EVEN)
-
-
-def candles(lake: Lake, symbol: str, interval: str, since: str, until: str) -> list[dict[str, Any]]:
-    """OHLCV candles with VWAP, quote volume and trade count (see sql/candles.sql)."""
-    if interval not in INTERVALS:
-        raise QueryError(f"unknown interval {interval!r}; use one of {', '.join(INTERVALS)}")
-    table = lake.query(
-        read_sql("candles"), {"symbol": symbol, "bucket": INTERVALS[interval], "since": since, "until": until}
-    )
-    return [dict(row, vwap=vwap(row["quote_volume"], row["volume"])) for row in table.to_pylist()]
-
-
-def volume(lake: Lake, symbols: list[str], since: str, until: str) -> list[dict[str, Any]]:
-    """Volume, quote volume, VWAP and trade count per symbol (see sql/volume.sql)."""
-    table = lake.query(read_sql("volume"), {"symbols": symbols, "since": since, "until": until})
-    return [dict(row, vwap=vwap(row["quote_volume"], row["volume"])) for row in table.to_pylist()]
