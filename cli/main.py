@@ -87,6 +87,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: bool, **urls_given: str 
         home=state_home,
         verbose=verbose,
         **{key: urls_given.get(key) or defaults[key] for key in defaults},
+        given=frozenset(key for key, value in urls_given.items() if value),
     )
 
 

@@ -1,4 +1,4 @@
-"""``k2 run``: the main job end to end — stack, topics, schemas, table, connector, trades, then a look."""
+"""``k2 run``: the main job end to end: the other commands in order, then trades, then a look at Iceberg."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from .output import Progress, emit
+from .options import DURATION, POSITIVE_DURATION, symbols_option
+from .output import Progress, emit, emit_record, format_option
 from .settings import Settings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "producer" / "samples" / "binance-trades-sample.jsonl"
@@ -19,8 +20,59 @@ def _step(message: str) -> None:
     click.secho(f"==> {message}", bold=True, err=True)
 
 
+def _local(settings: Settings) -> bool:
+    """True when every service URL is the local stack's default (no flag or K2_* variable moved one)."""
+    return not settings.given & {"bootstrap_servers", "registry_url", "connect_url", "catalog_uri"}
+
+
+def _reachable(settings: Settings) -> list[dict[str, Any]]:
+    """Each service at the URL the settings give, and whether it answers (Compose, a remote cluster)."""
+    from k2.stack.services import http_ok, kafka_ok
+
+    checks = {
+        "kafka": (settings.bootstrap_servers, lambda: kafka_ok(settings.bootstrap_servers)),
+        "registry": (settings.registry_url, lambda: http_ok(settings.registry_url.rstrip("/") + "/subjects")),
+        "connect": (settings.connect_url, lambda: http_ok(settings.connect_url)),
+        "catalog": (settings.catalog_uri, lambda: http_ok(settings.catalog_uri.rstrip("/") + "/v1/config")),
+    }
+    return [
+        {"service": n, "url": url, "state": "answering" if ok() else "not answering"} for n, (url, ok) in checks.items()
+    ]
+
+
+def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bool:
+    """Make sure the services answer: the local stack is started only when the URLs are its own and
+    nothing else (Docker Compose) already serves them. False when a dry run finds them not running."""
+    from k2.stack.manager import Stack, default_cache, stack_ports
+    from k2.stack.services import Context
+
+    if not _local(settings):
+        rows = _reachable(settings)
+        emit(rows, fmt, ("service", "url", "state"))
+        down = [row["service"] for row in rows if row["state"] != "answering"]
+        if down and not dry_run:
+            raise click.ClickException(
+                f"{', '.join(down)} not answering at the given URL(s); `k2 run` starts the local stack only "
+                "when no connection option or K2_*_URL / K2_BOOTSTRAP_SERVERS / K2_CATALOG_URI is set"
+            )
+        return not down
+    stack = Stack(Context(settings.home, default_cache(), stack_ports(settings.home)))
+    if all(state.pid is None for state in stack.states()):
+        rows = _reachable(settings)
+        if all(row["state"] == "answering" for row in rows):  # e.g. Docker Compose on the same ports
+            click.echo("Services already answer on the local ports (Docker Compose?): using them.", err=True)
+            emit(rows, fmt, ("service", "url", "state"))
+            return True
+    if dry_run:
+        plan = stack.plan()
+        emit(plan, fmt, ("service", "url", "state", "action"))
+        return all(row["state"] == "running" for row in plan)
+    emit([s.as_dict() for s in stack.up(timeout, Progress())], fmt, ("service", "url", "state"))
+    return True
+
+
 @click.command(name="run")
-@click.option("--symbols", default=DEFAULT_SYMBOLS, show_default=True, help="Symbols to stream.")
+@symbols_option("Symbols to stream live.", default=DEFAULT_SYMBOLS, show_default=True)
 @click.option(
     "--replay",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -31,91 +83,92 @@ def _step(message: str) -> None:
     is_flag=True,
     help="Offline: stream the bundled sample through the Binance stand-in (WebSocket + REST backfill).",
 )
-@click.option("--rate", type=float, default=300.0, show_default=True, help="Stand-in frames per second.")
-@click.option("--duration", type=float, help="Stop producing after this many seconds (live default: until Ctrl-C).")
-@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for each stage.")
-@click.pass_obj
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Stand-in frames per second.",
+)
+@click.option(
+    "--duration", type=POSITIVE_DURATION, help="Stop producing after this long, e.g. 10m.  [live: until Ctrl-C]"
+)
+@click.option("--timeout", type=DURATION, default="300s", show_default=True, help="How long to wait for each stage.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what each step would change (stack, topics, schemas, tables, connectors, ksqlDB); produce nothing.",
+)
+@format_option()
+@click.pass_context
 def run(
-    settings: Settings,
-    symbols: str,
+    ctx: click.Context,
+    symbols: list[str],
     replay: Path | None,
     standin: bool,
     rate: float,
     duration: float | None,
     timeout: float,
+    dry_run: bool,
+    fmt: str,
 ) -> None:
-    """Run K2's main job end to end on the local stack, then show what landed in Iceberg.
+    """Run K2's main job end to end, then show what landed in Iceberg.
 
-    Starts the stack if needed, applies topics, schemas and tables, deploys the connectors, applies the
-    ksqlDB migrations when ksqlDB is reachable (Compose), streams
-    trades (live Binance by default; --replay FILE or --standin offline), waits until Iceberg holds
-    every acknowledged trade, and prints the newest rows and 1-minute candles.
+    The steps are the commands themselves, in order: the services (with the default URLs: `k2 stack
+    up`, unless Docker Compose already serves the local ports; with connection options or K2_*
+    variables: those services, never the local stack), `k2 topics apply`, `k2 schemas register`,
+    `k2 tables apply`, `k2 deploy-connectors`, `k2 ksql apply` when ksqlDB answers (Compose), then
+    trades (live Binance by default; --replay FILE or --standin offline) until Iceberg holds every
+    acknowledged trade, and the newest rows and 1-minute candles.
 
     \b
     Examples:
       k2 run --standin                      # offline, the bundled 3-minute sample
       k2 run --replay my-frames.jsonl
-      k2 run --symbols BTCUSDT,ETHUSDT --duration 300   # live Binance
+      k2 run --symbols BTCUSDT,ETHUSDT --duration 5m      # live Binance
+      k2 run --dry-run                      # what each step would change
+      K2_CONNECT_URL=http://connect:8083 K2_BOOTSTRAP_SERVERS=kafka:29092 k2 run --standin
     """
-    from k2.connect.tables import apply_table, load_table_specs, rest_catalog
     from k2.producer.app import ProduceOptions, run_live, run_replay
     from k2.schemas.contract import load_topics
-    from k2.schemas.topics import apply_topics
-    from k2.stack.manager import Stack, default_cache, stack_ports
-    from k2.stack.services import Context
 
-    from .connect_cmd import deploy_all
-    from .produce_cmd import _symbols
+    from . import connect_cmd, ksql_cmd, schemas_cmd, tables_cmd, topics_cmd
 
+    settings: Settings = ctx.obj
     progress = Progress()
-    _step("Local stack")
-    stack = Stack(Context(settings.home, default_cache(), stack_ports(settings.home)))
-    emit([s.as_dict() for s in stack.up(timeout, progress)], "table", ("service", "url", "state"))
-
-    topics = load_topics()
-    _step("Topics (schemas/topics.toml)")
-    emit(apply_topics(settings.bootstrap_servers, topics.values()), "table", ("topic", "action", "partitions"))
-
-    _step("Schemas (schemas/*.avsc)")
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
-    from k2.schemas.registry import register
-
-    with SchemaRegistryClient({"url": settings.registry_url}) as client:
-        rows = [register(client, settings.registry_url, s).as_dict() for s in topics.values() if s.value_schema]
-    emit(rows, "table", ("subject", "action", "schema_id", "version"))
-
-    _step("Tables (connect/tables.toml)")
-    catalog = rest_catalog(settings.catalog_uri)
-    emit([apply_table(catalog, spec) for spec in load_table_specs().values()], "table", ("table", "action"))
-
-    _step("Connectors (connect/*.json)")
-    deployed, failed = deploy_all(settings, timeout=timeout, announce=False)
-    emit(deployed, "table", ("connector", "result", "state"))
-    if failed:
-        raise click.ClickException("a connector was refused (see above); fix it, then run `k2 run` again")
-
-    _step("ksqlDB migrations (ksql/migrations)")
+    _step("Services")
+    if not _services(settings, timeout, dry_run, fmt):
+        click.echo("The services are not running: the other steps' plans need them (`k2 stack up`).", err=True)
+        return
+    _step("Topics: k2 topics apply")
+    ctx.invoke(topics_cmd.apply, dry_run=dry_run, fmt=fmt)
+    _step("Schemas: k2 schemas register")
+    ctx.invoke(schemas_cmd.register, dry_run=dry_run, fmt=fmt)
+    _step("Tables: k2 tables apply")
+    ctx.invoke(tables_cmd.apply, dry_run=dry_run, fmt=fmt)
+    _step("Connectors: k2 deploy-connectors")
+    ctx.invoke(connect_cmd.deploy_connectors, dry_run=dry_run, timeout=timeout, fmt=fmt)
+    _step("ksqlDB migrations: k2 ksql apply")
     from k2.ksql.client import KsqlClient, KsqlError
-    from k2.ksql.client import apply as apply_ksql
-    from k2.ksql.migrations import load_migrations
 
-    ksql_client = KsqlClient(settings.ksql_url, timeout=10)
     try:
-        ksql_client.info()
+        KsqlClient(settings.ksql_url, timeout=10).info()
     except KsqlError:
         # ksqlDB exists only as a container image: it runs in Compose, never in the local stack.
         click.echo(f"ksqlDB not reachable at {settings.ksql_url} (it runs in Compose only): skipped", err=True)
     else:
-        ksql_rows = apply_ksql(ksql_client, load_migrations(), {"trades_topic": topics["trades"].name})
-        emit(ksql_rows, "table", ("version", "name", "action"))
+        ctx.invoke(ksql_cmd.apply, dry_run=dry_run, timeout=timeout, fmt=fmt)
+    if dry_run:
+        click.echo("Dry run: nothing was changed and no trades were produced.", err=True)
+        return
 
+    topics = load_topics()
     options = ProduceOptions(
         bootstrap_servers=settings.bootstrap_servers,
         registry_url=settings.registry_url,
         topic=topics["trades"].name,
         dlq_topic=topics["trades-dlq"].name,
-        symbols=_symbols(symbols),
+        symbols=symbols,
         duration=duration,
         # Live: pick up after the last trade in Kafka. The stand-in's sample gets fresh ids every run,
         # so there is nothing to resume from.
@@ -151,10 +204,12 @@ def run(
         summary = run_live(options, status)
     progress("")
     shown = ("trades_acknowledged", "duplicates_dropped", "gaps_backfilled", "gaps_unrecovered", "dead_lettered")
-    emit([{"metric": k, "value": getattr(summary, k)} for k in shown], "table")
+    emit_record({k: getattr(summary, k) for k in shown}, fmt)
 
     _step("Waiting for the Iceberg sink's commit")
-    from k2.query.engine import Lake, candles
+    from k2.connect.tables import load_table_specs
+    from k2.query.engine import Lake
+    from k2.query.market import candles
 
     identifier = next(iter(load_table_specs()))
     deadline = time.monotonic() + timeout
@@ -179,11 +234,12 @@ def run(
         f"select symbol, trade_id, price, quantity, side, trade_time from {identifier} "
         "order by trade_time desc, trade_id desc limit 5"
     )
-    emit(newest.to_pylist(), "table")
+    emit(newest.to_pylist(), fmt, newest.column_names)
     for symbol in sorted(options.symbols):
         _step(f"1-minute candles for {symbol} (newest 3)")
         rows_c: list[dict[str, Any]] = candles(lake, symbol, "1m", "1970-01-01T00:00:00Z", "9999-12-31T00:00:00Z")
-        emit(rows_c[-3:], "table", ("interval_start", "open", "high", "low", "close", "volume", "vwap", "trade_count"))
+        columns = ("interval_start", "open", "high", "low", "close", "volume", "vwap", "trade_count")
+        emit(rows_c[-3:], fmt, columns)
     if count < summary.trades_acknowledged:
         raise click.ClickException(
             f"only {count} of {summary.trades_acknowledged} trades reached {identifier} within {timeout:.0f}s; "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -17,3 +17,5 @@ class Settings:
     ksql_url: str
     catalog_uri: str
     verbose: bool
+    # The connection settings given by a flag or K2_* variable rather than defaulted to the local stack.
+    given: frozenset[str] = field(default=frozenset())
