@@ -18,8 +18,7 @@ from k2.producer.standin import BinanceStandIn
 from k2.schemas.contract import load_topics
 
 from .conftest import LocalStack, unique
-from .test_landing import connector_copy, deploy, table_spec, wait_for_rows
-from .test_producer import make_events, make_topics, produce_cmd
+from .helpers import connector_copy, deploy, make_events, make_topics, produce_cmd, table_spec, wait_for_rows
 
 pytestmark = pytest.mark.integration
 

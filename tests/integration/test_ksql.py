@@ -24,8 +24,8 @@ from k2.ksql.client import EVENTS_STREAM, VERSIONS_TABLE, KsqlClient, metadata_s
 from k2.ksql.migrations import Migration, load_migrations, resolve
 
 from .conftest import LocalStack, unique
+from .helpers import arrow, expected_candles, make_trades
 from .ksql_standin import KsqlDbStandIn
-from .test_query import arrow, expected_candles, make_trades
 
 pytestmark = pytest.mark.integration
 
@@ -193,9 +193,9 @@ def test_drop_then_apply_recreates_everything(standin: KsqlDbStandIn) -> None:
 def test_drop_refuses_without_yes_and_dry_run_lists_the_order(standin: KsqlDbStandIn) -> None:
     refused = k2(standin.url, "ksql", "drop")
     assert refused.returncode == 2 and "pass --yes" in refused.stderr
-    dry = k2(standin.url, "ksql", "drop", "--dry-run")
+    dry = k2(standin.url, "ksql", "drop", "--dry-run", "--format", "json")
     assert dry.returncode == 0 and standin.statements == []
-    lines = dry.stdout.splitlines()
+    lines = [row["statement"] for row in json.loads(dry.stdout)]
     assert lines[0] == "DROP TABLE IF EXISTS volume_1h_rolling DELETE TOPIC;"
     assert "DROP STREAM IF EXISTS trades_stream;" in lines  # a stream over the trades topic: no DELETE TOPIC
     assert lines[-2:] == [
@@ -215,10 +215,12 @@ def test_a_server_that_never_serves_the_record_fails_in_one_line(standin: KsqlDb
 
 
 def test_dry_run_prints_statements_and_sends_none(standin: KsqlDbStandIn) -> None:
-    done = k2(standin.url, "ksql", "apply", "--dry-run", "-d", "trades_topic=market.crypto.trades.other")
+    done = k2(standin.url, "ksql", "apply", "--dry-run", "-d", "trades_topic=market.crypto.trades.other",
+              "--format", "json")  # fmt: skip
     assert done.returncode == 0
-    assert "KAFKA_TOPIC = 'market.crypto.trades.other'" in done.stdout
-    assert "-- V000005__create_rolling_volume.sql" in done.stdout
+    rows = json.loads(done.stdout)
+    assert any("KAFKA_TOPIC = 'market.crypto.trades.other'" in row["statement"] for row in rows)
+    assert "V000005__create_rolling_volume.sql" in {row["file"] for row in rows}
     assert standin.statements == []
 
 
@@ -282,7 +284,7 @@ def test_reconcile_agrees_within_the_stated_vwap_precision_and_reports_differenc
     args = ["ksql", "reconcile", "--since", since, "--until", until, "--table", identifier]
     agreed = k2(standin.url, *args, env=local_stack.env)
     assert agreed.returncode == 0, agreed.stderr
-    assert f"agree on {len(candles)} 1m candles" in agreed.stdout
+    assert f"agree on {len(candles)} 1m candles" in agreed.stderr
 
     close, vwap = KSQL_COLUMNS.index("CLOSE"), KSQL_COLUMNS.index("VWAP")
     rows[7][close] += Decimal("0.01")  # one close differs

@@ -21,104 +21,29 @@ from typing import Any
 import pytest
 import requests
 
-from k2.connect.tables import TableSpec, apply_table, load_table_specs, rest_catalog
+from k2.connect.tables import apply_table, rest_catalog
 from k2.producer.standin import BinanceStandIn, Script
 
 from .conftest import LocalStack, unique
-from .test_producer import BAD_FRAMES, SYMBOLS, make_events, make_topics, produce_cmd
-from .test_query import expected_candles, normalised
+from .helpers import (
+    BAD_FRAMES,
+    SYMBOLS,
+    assert_table_holds_exactly,
+    connector_copy,
+    deploy,
+    expected_candles,
+    make_events,
+    make_topics,
+    normalised,
+    pid_of,
+    produce_cmd,
+    produce_summary,
+    query,
+    table_spec,
+    wait_for_rows,
+)
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-CONNECTOR_FILE = ROOT / "connect" / "k2-iceberg-trades.json"
-
-
-def connector_copy(tmp_path: Path) -> Path:
-    """The shipped connector file under a unique connector name (file name = connector name)."""
-    name = unique("k2-it-sink").replace("_", "-")
-    data = json.loads(CONNECTOR_FILE.read_text())
-    data["name"] = name
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(data))
-    return path
-
-
-def table_spec(identifier: str) -> TableSpec:
-    return replace(load_table_specs()["market_data.trades"], identifier=identifier)
-
-
-def deploy(
-    stack: LocalStack, path: Path, topic: str, table: str, *extra: str, control: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """`k2 deploy-connectors` of a connector copy; a new control topic unless one is given."""
-    if control is None:
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        control = unique("k2_control")
-        admin = AdminClient({"bootstrap.servers": stack.bootstrap_servers})
-        admin.create_topics([NewTopic(control, 1, 1)])[control].result(timeout=30)
-    return stack.k2(
-        "deploy-connectors",
-        str(path),
-        "--set",
-        f"TRADES_TOPIC={topic}",
-        "--set",
-        f"ICEBERG_TABLE={table}",
-        "--set",
-        f"CONTROL_TOPIC={control}",
-        "--set",
-        "COMMIT_INTERVAL_MS=3000",
-        "--format",
-        "json",
-        *extra,
-    )
-
-
-def query(stack: LocalStack, sql: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "k2.cli", "query", sql, "--format", "json"],
-        env={**stack.env, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    rows: list[dict[str, Any]] = json.loads(done.stdout)
-    return rows
-
-
-def wait_for_rows(
-    stack: LocalStack, table: str, expected: int, timeout: float = 180, env: dict[str, str] | None = None
-) -> int:
-    deadline = time.monotonic() + timeout
-    count = 0
-    while time.monotonic() < deadline:
-        count = int(query(stack, f"select count(*) as n from {table}", env)[0]["n"])
-        if count >= expected:
-            # One more commit interval: anything beyond `expected` (a duplicate) would show up too.
-            time.sleep(4)
-            return int(query(stack, f"select count(*) as n from {table}", env)[0]["n"])
-        time.sleep(2)
-    return count
-
-
-def assert_table_holds_exactly(
-    stack: LocalStack, table: str, events: list[dict[str, Any]], env: dict[str, str] | None = None
-) -> None:
-    rows = query(stack, f"select symbol, trade_id, price, quantity, trade_time, side from {table}", env)
-    keys = [(r["symbol"], r["trade_id"]) for r in rows]
-    assert len(keys) == len(set(keys)) == len(events), (
-        f"{len(keys)} rows, {len(set(keys))} distinct, {len(events)} sent"
-    )
-    by_key = {(e["s"], e["t"]): e for e in events}
-    assert set(keys) == set(by_key)
-    for row in rows:
-        event = by_key[(row["symbol"], row["trade_id"])]
-        assert Decimal(row["price"]) == Decimal(event["p"])
-        assert Decimal(row["quantity"]) == Decimal(event["q"])
-        assert row["trade_time"] == datetime.fromtimestamp(event["T"] / 1000, UTC).isoformat().replace("+00:00", "Z")
-        assert row["side"] == ("SELL" if event["m"] else "BUY")
 
 
 @pytest.fixture
@@ -144,7 +69,7 @@ def test_trades_land_exactly_once_with_exact_values_and_partitions(
     with BinanceStandIn(events, rate=1500, script=script) as server:
         done = local_stack.k2(*produce_cmd(server, sink["topic"], sink["dlq"], "--max-messages", "2500"))
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    summary = produce_summary(done.stdout)
     assert summary["duplicates_dropped"] > 0 and summary["dead_lettered"] == len(BAD_FRAMES)
     assert wait_for_rows(local_stack, sink["table"], 2500) == 2500
     assert_table_holds_exactly(local_stack, sink["table"], events)
@@ -207,7 +132,7 @@ def test_meme_coin_quantities_land_exactly_and_sum_without_overflow(
         args[args.index("--symbols") + 1] = "PEPEUSDT"
         done = local_stack.k2(*args)
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    summary = produce_summary(done.stdout)
     assert summary["dead_lettered"] == 0 and summary["trades_acknowledged"] == 300
     assert wait_for_rows(local_stack, sink["table"], 300) == 300
     assert_table_holds_exactly(local_stack, sink["table"], events)
@@ -240,11 +165,6 @@ def test_meme_coin_quantities_land_exactly_and_sum_without_overflow(
     assert normalised(json.loads(candles.stdout)) == expected
 
 
-def _pid(stack: LocalStack, name: str) -> int:
-    rows = json.loads(stack.k2("stack", "status", "--format", "json").stdout)
-    return int(next(r["pid"] for r in rows if r["service"] == name))
-
-
 def _kill(pid: int, sig: int) -> None:
     os.kill(pid, sig)
     deadline = time.monotonic() + 60
@@ -274,14 +194,14 @@ def test_exactly_once_when_connect_is_killed_and_the_broker_restarts(
             text=True,
         )
         time.sleep(6)  # at least one commit has happened
-        _kill(_pid(local_stack, "connect"), signal.SIGKILL)
+        _kill(pid_of(local_stack, "connect"), signal.SIGKILL)
         assert local_stack.k2("stack", "up", "--timeout", "300").returncode == 0
         time.sleep(4)
-        _kill(_pid(local_stack, "kafka"), signal.SIGTERM)
+        _kill(pid_of(local_stack, "kafka"), signal.SIGTERM)
         assert local_stack.k2("stack", "up", "--timeout", "300").returncode == 0
         out, err = producer.communicate(timeout=300)
     assert producer.returncode == 0, err
-    assert json.loads(out)["trades_acknowledged"] == 6000
+    assert produce_summary(out)["trades_acknowledged"] == 6000
     status = local_stack.k2("connectors", "status", sink["name"], "--format", "json")
     assert wait_for_rows(local_stack, sink["table"], 6000, timeout=300) == 6000, status.stdout
     assert_table_holds_exactly(local_stack, sink["table"], events)

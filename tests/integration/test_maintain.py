@@ -41,7 +41,7 @@ from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 from k2.connect.tables import apply_table, load_table_specs, rest_catalog
 
 from .conftest import LocalStack, unique
-from .test_query import arrow
+from .helpers import arrow
 
 pytestmark = pytest.mark.integration
 

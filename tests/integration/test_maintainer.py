@@ -29,8 +29,17 @@ from k2.producer.sample import generate_events
 from k2.producer.standin import BinanceStandIn
 
 from .conftest import LocalStack, unique
-from .test_landing import assert_table_holds_exactly, connector_copy, deploy, table_spec, wait_for_rows
-from .test_producer import SYMBOLS, make_topics, produce_cmd
+from .helpers import (
+    SYMBOLS,
+    assert_table_holds_exactly,
+    connector_copy,
+    deploy,
+    make_topics,
+    produce_cmd,
+    produce_summary,
+    table_spec,
+    wait_for_rows,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +109,7 @@ def test_killed_mid_rewrite_the_table_stays_exact_and_the_next_run_finishes(
             maintainer.wait(timeout=30)
             out, err = producer.communicate(timeout=300)
         assert producer.returncode == 0, err
-        assert json.loads(out)["trades_acknowledged"] == len(events)
+        assert produce_summary(out)["trades_acknowledged"] == len(events)
         assert wait_for_rows(local_stack, table_name, len(events), timeout=300) == len(events)
         assert_table_holds_exactly(local_stack, table_name, events)
         table = catalog.load_table(table_name)

@@ -5,163 +5,29 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer
-from confluent_kafka.serialization import MessageField, SerializationContext
 
-from k2.producer.sample import generate_events
 from k2.producer.standin import BinanceStandIn, Script
 
 from .conftest import LocalStack, unique
+from .helpers import (
+    BAD_FRAMES,
+    SYMBOLS,
+    assert_exactly,
+    consume,
+    live_options,
+    make_events,
+    make_topics,
+    produce_cmd,
+    produce_summary,
+    start_producer,
+)
 
 pytestmark = pytest.mark.integration
-
-SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
-
-
-@dataclass
-class Landed:
-    key: str
-    value: dict[str, Any]
-    partition: int
-    offset: int
-    headers: dict[str, bytes]
-
-
-def make_events(count: int, seed: int = 11) -> list[dict[str, Any]]:
-    return list(
-        generate_events(SYMBOLS, seconds=count / 50, trades_per_second=50, start_ms=1_790_000_000_000, seed=seed)
-    )
-
-
-def make_topics(stack: LocalStack) -> tuple[str, str]:
-    topic, dlq = unique("trades"), unique("trades_dlq")
-    admin = AdminClient({"bootstrap.servers": stack.bootstrap_servers})
-    for future in admin.create_topics([NewTopic(topic, 3, 1), NewTopic(dlq, 1, 1)]).values():
-        future.result(timeout=30)
-    return topic, dlq
-
-
-def consume(stack: LocalStack, topic: str, avro: bool = True, idle_s: float = 5.0) -> list[Landed]:
-    """Every record of the topic, each partition in offset order."""
-    registry = SchemaRegistryClient({"url": stack.registry_url})
-    deserializer = AvroDeserializer(registry) if avro else None
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.bootstrap_servers,
-            "group.id": unique("verify"),
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    landed: list[Landed] = []
-    done = {p for p, end in ends.items() if end == 0}
-    last_message = time.monotonic()
-    try:
-        while len(done) < len(partitions) and time.monotonic() - last_message < idle_s:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            assert message.error() is None, message.error()
-            last_message = time.monotonic()
-            value: Any = message.value()
-            if deserializer:
-                value = deserializer(value, SerializationContext(topic, MessageField.VALUE))
-            partition, offset = int(message.partition() or 0), int(message.offset() or 0)
-            headers: dict[str, bytes] = {}
-            raw_headers: list[Any] = list(message.headers() or [])
-            for name, header_value in raw_headers:
-                headers[str(name)] = header_value if isinstance(header_value, bytes) else str(header_value).encode()
-            key = message.key()
-            landed.append(
-                Landed(
-                    key=key.decode() if isinstance(key, bytes) else str(key or ""),
-                    value=value,
-                    partition=partition,
-                    offset=offset,
-                    headers=headers,
-                )
-            )
-            if offset + 1 >= ends[partition]:
-                done.add(partition)
-    finally:
-        consumer.close()
-        registry.close()
-    return landed
-
-
-def produce_cmd(server: BinanceStandIn, topic: str, dlq: str, *extra: str) -> list[str]:
-    return [
-        "produce",
-        "--symbols",
-        ",".join(SYMBOLS),
-        "--ws-url",
-        server.ws_url,
-        "--rest-url",
-        server.rest_url,
-        "--topic",
-        topic,
-        "--dlq-topic",
-        dlq,
-        "--format",
-        "json",
-        *extra,
-    ]
-
-
-def live_options(stack: LocalStack, server: BinanceStandIn, topic: str, dlq: str, **extra: Any) -> Any:
-    """ProduceOptions for run_live in the test process (what `k2 produce` builds), on the stand-in."""
-    from k2.producer.app import ProduceOptions
-
-    return ProduceOptions(
-        bootstrap_servers=stack.bootstrap_servers,
-        registry_url=stack.registry_url,
-        topic=topic,
-        dlq_topic=dlq,
-        symbols=SYMBOLS,
-        ws_url=server.ws_url,
-        rest_url=server.rest_url,
-        **extra,
-    )
-
-
-def assert_exactly(events: list[dict[str, Any]], landed: list[Landed]) -> None:
-    """The topic holds each event exactly once, in trade-id order per symbol, with exact values."""
-    by_key = {(e["s"], e["t"]): e for e in events}
-    seen = [(r.value["symbol"], r.value["trade_id"]) for r in landed]
-    assert len(seen) == len(set(seen)), "duplicates in the topic"
-    assert set(seen) == set(by_key), (
-        f"missing {len(set(by_key) - set(seen))}, unexpected {len(set(seen) - set(by_key))}"
-    )
-    last: dict[str, int] = {}
-    for record in sorted(landed, key=lambda r: (r.partition, r.offset)):
-        symbol, trade_id = record.value["symbol"], record.value["trade_id"]
-        assert record.key == symbol
-        assert trade_id > last.get(symbol, -1), f"{symbol} {trade_id} out of order"
-        last[symbol] = trade_id
-        event = by_key[(symbol, trade_id)]
-        assert record.value["price"] == Decimal(event["p"])
-        assert record.value["quantity"] == Decimal(event["q"])
-        assert record.value["trade_time"] == datetime.fromtimestamp(event["T"] / 1000, UTC)
-        assert record.value["side"] == ("SELL" if event["m"] else "BUY")
-        assert record.value["is_buyer_maker"] is event["m"]
-        expected_event_time = event["E"] if record.value["vendor_data"]["source"] == "ws" else event["T"]
-        assert record.value["event_time"] == datetime.fromtimestamp(expected_event_time / 1000, UTC)
 
 
 def test_disconnects_that_lose_and_repeat_frames_land_every_trade_exactly_once(local_stack: LocalStack) -> None:
@@ -174,42 +40,13 @@ def test_disconnects_that_lose_and_repeat_frames_land_every_trade_exactly_once(l
         done = local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "3000", "--duration", "120"))
         connections = server.connections
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    summary = produce_summary(done.stdout)
     assert connections == 3
     assert summary["trades_acknowledged"] == 3000 and summary["unacknowledged"] == 0
     assert summary["gaps_detected"] >= 1 and summary["gaps_backfilled"] == summary["gaps_detected"]
     assert summary["trades_backfilled"] > 0 and summary["duplicates_dropped"] > 0
     assert summary["gaps_unrecovered"] == 0 and summary["lost_ranges"] == []
     assert_exactly(events, consume(local_stack, topic))
-
-
-BAD_FRAMES = {
-    "invalid JSON": '{"stream": "btcusdt@trade", "data": {',
-    "trade_id (t) is missing or not a non-negative integer": json.dumps(
-        {
-            "stream": "btcusdt@trade",
-            "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "p": "1.0", "q": "1.0", "T": 1, "m": True},
-        }
-    ),
-    "price 'twelve' is not a positive decimal": json.dumps(
-        {
-            "stream": "ethusdt@trade",
-            "data": {"e": "trade", "E": 1, "s": "ETHUSDT", "t": 1, "p": "twelve", "q": "1.0", "T": 1, "m": True},
-        }
-    ),
-    "price '-3.5' is not a positive decimal": json.dumps(
-        {
-            "stream": "bnbusdt@trade",
-            "data": {"e": "trade", "E": 1, "s": "BNBUSDT", "t": 1, "p": "-3.5", "q": "1.0", "T": 1, "m": False},
-        }
-    ),
-    "quantity '0.00000000' is not positive": json.dumps(
-        {
-            "stream": "btcusdt@trade",
-            "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 1, "p": "2.0", "q": "0.00000000", "T": 1, "m": False},
-        }
-    ),
-}
 
 
 def test_bad_frames_go_to_the_dead_letter_topic_and_the_producer_keeps_going(local_stack: LocalStack) -> None:
@@ -220,7 +57,7 @@ def test_bad_frames_go_to_the_dead_letter_topic_and_the_producer_keeps_going(loc
     with BinanceStandIn(events, rate=1000, script=script) as server:
         done = local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "600", "--duration", "60"))
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    summary = produce_summary(done.stdout)
     assert summary["dead_lettered"] == 6 and summary["dead_letters_acknowledged"] == 6
     assert summary["trades_acknowledged"] == 600
     dead = consume(local_stack, dlq, avro=False)
@@ -238,32 +75,22 @@ def test_server_shutdown_rotates_the_connection_without_losing_anything(local_st
     with BinanceStandIn(events, rate=500, script=Script(shutdown_at={500})) as server:
         done = local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "1500", "--duration", "60"))
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    summary = produce_summary(done.stdout)
     assert summary["rotations"] == 1 and summary["reconnects"] == 0
     assert summary["gaps_detected"] == 0, "the new connection opened before the old one closed"
     assert_exactly(events, consume(local_stack, topic))
-
-
-def _start_producer(stack: LocalStack, args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "k2.cli", *args],
-        env=stack.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_sigterm_flushes_everything_in_flight_and_counts_it(local_stack: LocalStack) -> None:
     events = make_events(20000, seed=14)
     topic, dlq = make_topics(local_stack)
     with BinanceStandIn(events, rate=2000) as server:
-        proc = _start_producer(local_stack, produce_cmd(server, topic, dlq))
+        proc = start_producer(local_stack, produce_cmd(server, topic, dlq))
         time.sleep(4)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    summary = json.loads(out)
+    summary = produce_summary(out)
     assert 0 < summary["trades_sent"] < 20000, "SIGTERM should have arrived mid-run"
     assert summary["trades_acknowledged"] == summary["trades_sent"] and summary["unacknowledged"] == 0
     landed = consume(local_stack, topic)
@@ -281,7 +108,7 @@ def test_broker_restart_mid_run_loses_and_duplicates_nothing(local_stack: LocalS
     status = json.loads(local_stack.k2("stack", "status", "--format", "json").stdout)
     kafka_pid = next(r["pid"] for r in status if r["service"] == "kafka")
     with BinanceStandIn(events, rate=400) as server:
-        proc = _start_producer(
+        proc = start_producer(
             local_stack, produce_cmd(server, topic, dlq, "--max-messages", "4000", "--duration", "240")
         )
         time.sleep(3)
@@ -293,7 +120,7 @@ def test_broker_restart_mid_run_loses_and_duplicates_nothing(local_stack: LocalS
         assert restarted.returncode == 0, restarted.stderr
         out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    summary = json.loads(out)
+    summary = produce_summary(out)
     assert summary["trades_acknowledged"] == 4000 and summary["delivery_failures"] == 0
     assert_exactly(events, consume(local_stack, topic))
 

@@ -7,7 +7,6 @@ with its 429-then-418 escalation, a WAF block, and a ban while the producer is a
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,7 +21,16 @@ from k2.producer.sample import generate_events
 from k2.producer.standin import BinanceStandIn, Script
 
 from .conftest import LocalStack
-from .test_producer import SYMBOLS, assert_exactly, consume, live_options, make_events, make_topics
+from .helpers import (
+    SYMBOLS,
+    assert_exactly,
+    consume,
+    live_options,
+    make_events,
+    make_topics,
+    pid_of,
+    produce_summary,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +57,7 @@ def test_a_mass_disconnect_of_120_symbols_recovers_every_trade_without_false_los
         done = local_stack.k2(*args, timeout=240)
         assert server.rest_429 == 0 and server.rest_418 == 0, "paced within the weight budget"
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    summary = produce_summary(done.stdout)
     assert summary["gaps_detected"] >= 100, summary
     assert (summary["gaps_unrecovered"], summary["trades_unrecovered"]) == (0, 0), summary
     assert summary["trades_backfilled"] >= 2000, summary
@@ -66,7 +74,7 @@ def test_ids_that_never_existed_are_counted_absent_not_lost(local_stack: LocalSt
     with BinanceStandIn(kept, rate=1000) as server:
         done = local_stack.k2(*produce_args(server, SYMBOLS, topic, dlq, "--max-messages", str(len(kept))))
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    summary = produce_summary(done.stdout)
     assert summary["trades_absent"] == 3, summary
     assert (summary["gaps_unrecovered"], summary["trades_unrecovered"]) == (0, 0), summary
     assert summary["backfill_requests"] <= 2, "one answer settles it (the old producer asked 60 times)"
@@ -85,7 +93,7 @@ def test_a_429_pauses_every_request_so_binance_never_bans(local_stack: LocalStac
         assert server.rest_429 >= 1, "the limit was reached"
         assert server.rest_418 == 0, "no request followed a 429 within its window"
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    summary = produce_summary(done.stdout)
     assert (summary["gaps_unrecovered"], summary["trades_unrecovered"]) == (0, 0), summary
     assert_exactly(events, consume(local_stack, topic))
 
@@ -144,7 +152,7 @@ def test_sigterm_during_a_ban_exits_within_seconds_with_everything_flushed(local
         took = time.monotonic() - asked
     assert proc.returncode == 0, stderr
     assert took < 15, f"exit took {took:.1f}s"
-    summary = json.loads(stdout)
+    summary = produce_summary(stdout)
     assert summary["gaps_unrecovered"] >= 1 and summary["unacknowledged"] == 0 and summary["delivery_failures"] == 0
     assert "IP banned by Binance (418)" in stderr
     landed = consume(local_stack, topic)
@@ -160,11 +168,9 @@ def test_a_slow_broker_does_not_stop_the_socket_from_answering_pings(local_stack
 
     from k2.producer.app import Summary, run_live
 
-    from .test_landing import _pid
-
     events = make_events(6000, seed=36)
     topic, dlq = make_topics(local_stack)
-    broker = _pid(local_stack, "kafka")
+    broker = pid_of(local_stack, "kafka")
     with BinanceStandIn(events, rate=500, ping_interval=1.0, ping_timeout=2.0) as server:
         options = live_options(
             local_stack, server, topic, dlq, max_messages=len(events), duration=120,

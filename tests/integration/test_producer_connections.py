@@ -4,7 +4,6 @@ connection that stays silent."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,15 @@ import pytest
 from k2.producer.standin import BinanceStandIn, Script
 
 from .conftest import LocalStack
-from .test_producer import _start_producer, assert_exactly, consume, make_events, make_topics, produce_cmd
+from .helpers import (
+    assert_exactly,
+    consume,
+    make_events,
+    make_topics,
+    produce_cmd,
+    produce_summary,
+    start_producer,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +92,7 @@ def test_600_symbols_are_split_under_the_url_limit_and_all_land(local_stack: Loc
         )
         connections = server.connections
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    summary = produce_summary(done.stdout)
     assert summary["trades_acknowledged"] == len(events) and summary["reconnects"] == 0
     assert 3 <= connections <= 4, "4,000-character URLs: about 230 of these streams each"
     landed = consume(local_stack, topic)
@@ -121,7 +128,7 @@ def test_a_unicode_symbol_lands_keyed_by_its_utf8_name(local_stack: LocalStack) 
             *produce_symbols(server, topic, dlq, symbols, "--max-messages", str(len(events)), "--duration", "60")
         )
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    summary = produce_summary(done.stdout)
     assert summary["trades_acknowledged"] == len(events) and summary["trades_backfilled"] > 0
     landed = consume(local_stack, topic)
     unicode_records = [r for r in landed if r.value["symbol"] == UNICODE_SYMBOL]
@@ -145,7 +152,7 @@ def test_connections_closed_as_they_open_are_retried_with_growing_delays(local_s
     assert all(later >= earlier - 0.01 for earlier, later in zip(gaps, gaps[1:], strict=False)), gaps
     assert gaps[0] >= 0.24 and gaps[-1] >= 3.9 and sum(gaps) >= 7.7, gaps
     assert "(failure 5 in a row)" in done.stderr
-    summary = json.loads(done.stdout)
+    summary = produce_summary(done.stdout)
     assert summary["trades_acknowledged"] == 1500
     assert_exactly(events, consume(local_stack, topic))
 
@@ -155,7 +162,7 @@ def test_a_silent_connection_is_reopened_and_what_it_missed_backfilled(local_sta
     topic, dlq = make_topics(local_stack)
     with BinanceStandIn(events, rate=300, script=Script(disconnect_at={400})) as server:
         args = produce_cmd(server, topic, dlq, "--max-messages", "1500", "--duration", "90", "--silence-timeout", "2")
-        proc = _start_producer(local_stack, args)
+        proc = start_producer(local_stack, args)
         deadline = time.monotonic() + 30
         while server.position < 50 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -163,7 +170,7 @@ def test_a_silent_connection_is_reopened_and_what_it_missed_backfilled(local_sta
         out, err = proc.communicate(timeout=120)
         connections = server.connections
     assert proc.returncode == 0, err
-    summary = json.loads(out)
+    summary = produce_summary(out)
     assert connections == 3 and summary["reconnects"] == 2
     assert "no frame for 2s (--silence-timeout): closed" in err
     assert summary["trades_acknowledged"] == 1500 and summary["trades_backfilled"] > 300

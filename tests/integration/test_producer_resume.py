@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from typing import Any
@@ -13,19 +12,28 @@ from k2.producer.resume import last_trade_ids
 from k2.producer.standin import BinanceStandIn
 
 from .conftest import LocalStack
-from .test_producer import SYMBOLS, _start_producer, assert_exactly, consume, make_events, make_topics, produce_cmd
+from .helpers import (
+    SYMBOLS,
+    assert_exactly,
+    consume,
+    make_events,
+    make_topics,
+    produce_cmd,
+    produce_summary,
+    start_producer,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def stop_after(stack: LocalStack, args: list[str], seconds: float) -> tuple[dict[str, Any], str]:
     """Run `k2 produce` for ``seconds``, then SIGTERM it; returns its summary and stderr."""
-    proc = _start_producer(stack, args)
+    proc = start_producer(stack, args)
     time.sleep(seconds)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    return json.loads(out), err
+    return produce_summary(out), err
 
 
 def test_a_restart_backfills_the_trades_made_while_it_was_down(local_stack: LocalStack) -> None:
@@ -39,7 +47,7 @@ def test_a_restart_backfills_the_trades_made_while_it_was_down(local_stack: Loca
         rest = len(events) - first["trades_sent"]
         done = local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", str(rest), "--duration", "120"))
     assert done.returncode == 0, done.stderr
-    second = json.loads(done.stdout)
+    second = produce_summary(done.stdout)
     assert 0 < first["trades_sent"] < len(events) - 1000, "the first run must stop well before the tape's end"
     assert first["resumed_symbols"] == 0 and "last trade id of 0 of 3 symbols found" in first_err
     assert restarted_at - stopped_at > 1000, "the stand-in kept trading while no producer ran"
@@ -78,7 +86,7 @@ def test_from_latest_starts_at_the_first_live_trade_without_backfill(local_stack
         restarted_at = server.position
         done = local_stack.k2(*produce_cmd(server, topic, dlq, "--from-latest", "--duration", "4"))
     assert done.returncode == 0, done.stderr
-    second = json.loads(done.stdout)
+    second = produce_summary(done.stdout)
     assert restarted_at - stopped_at > 800
     assert second["resumed_symbols"] == 0 and "resume:" not in done.stderr
     assert second["trades_backfilled"] == 0 and second["gaps_detected"] == 0 and second["backfill_requests"] == 0

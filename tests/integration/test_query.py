@@ -6,11 +6,10 @@ import json
 import random
 import re
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -27,47 +26,9 @@ from k2.connect.tables import apply_table, load_table_specs, rest_catalog
 from k2.query.engine import Lake
 
 from .conftest import LocalStack, unique
+from .helpers import DAY0, SYMBOLS, arrow, expected_candles, make_trades, normalised
 
 pytestmark = pytest.mark.integration
-
-SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
-DAY0 = datetime(2026, 11, 20, tzinfo=UTC)
-INTERVAL_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
-
-
-def make_trades(count: int, seed: int) -> list[dict[str, Any]]:
-    """Trades over two days; several share a millisecond so open/close need the trade_id tie-break."""
-    rng = random.Random(seed)
-    trades = []
-    ids = {s: 10_000 * (i + 1) for i, s in enumerate(SYMBOLS)}
-    for _ in range(count):
-        symbol = rng.choice(SYMBOLS)
-        ids[symbol] += 1
-        moment = DAY0 + timedelta(milliseconds=rng.randrange(0, 2 * 86_400_000, 250))
-        price = Decimal(rng.randrange(1, 10**13)) / Decimal(10**8)  # up to 99,999.99999999
-        quantity = Decimal(rng.randrange(1, 10**11)) / Decimal(10**8)
-        trades.append(
-            {
-                "exchange": "BINANCE",
-                "symbol": symbol,
-                "trade_id": ids[symbol],
-                "price": price,
-                "quantity": quantity,
-                "side": "BUY",
-                "is_buyer_maker": False,
-                "trade_time": moment,
-                "event_time": moment,
-                "ingest_time": moment,
-                "vendor_data": {"source": "test"},
-            }
-        )
-    return trades
-
-
-def arrow(trades: list[dict[str, Any]], table: Any) -> pa.Table:
-    schema = table.schema().as_arrow()
-    rows = [dict(t, vendor_data=list(t["vendor_data"].items())) for t in trades]
-    return pa.Table.from_pylist(rows, schema=schema)
 
 
 @pytest.fixture(scope="module")
@@ -103,50 +64,6 @@ def small_files_table(local_stack: LocalStack) -> dict[str, Any]:
 def committed_at(table: Any, snapshot_id: int | None) -> datetime:
     snapshot = table.snapshot_by_id(snapshot_id)
     return datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC)
-
-
-def expected_candles(trades: list[dict[str, Any]], symbol: str, interval: str) -> list[dict[str, Any]]:
-    """Candles computed independently, in Python's decimal arithmetic."""
-    width = INTERVAL_SECONDS[interval]
-    buckets: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for trade in trades:
-        if trade["symbol"] == symbol:
-            buckets[int(trade["trade_time"].timestamp()) // width * width].append(trade)
-    rows = []
-    for start in sorted(buckets):
-        group = sorted(buckets[start], key=lambda t: (t["trade_time"], t["trade_id"]))
-        volume = sum((t["quantity"] for t in group), Decimal(0))
-        quote = sum((t["price"] * t["quantity"] for t in group), Decimal(0))
-        with localcontext() as context:
-            context.prec = 80
-            vwap = (quote / volume).quantize(Decimal("0.00000001"), rounding=ROUND_HALF_EVEN)
-        rows.append(
-            {
-                "symbol": symbol,
-                "interval_start": datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z"),
-                "open": group[0]["price"],
-                "high": max(t["price"] for t in group),
-                "low": min(t["price"] for t in group),
-                "close": group[-1]["price"],
-                "volume": volume,
-                "quote_volume": quote,
-                "vwap": vwap,
-                "trade_count": len(group),
-            }
-        )
-    out: list[dict[str, Any]] = [{k: (v if isinstance(v, int) else str(v)) for k, v in row.items()} for row in rows]
-    return out
-
-
-def normalised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Decimal strings compared as numbers (DuckDB prints scale 8/16; Python keeps its own exponent)."""
-    out = []
-    for row in rows:
-        item = {}
-        for key, value in row.items():
-            item[key] = Decimal(value) if key not in ("symbol", "interval_start", "trade_count") else value
-        out.append(item)
-    return out
 
 
 @pytest.mark.parametrize("interval", ["1m", "5m", "15m", "1h", "1d"])

@@ -18,7 +18,7 @@ import pytest
 from k2.connect.tables import apply_table, load_table_specs, rest_catalog
 
 from .conftest import LocalStack, unique
-from .test_query import arrow, make_trades
+from .helpers import arrow, make_trades
 
 pytestmark = pytest.mark.integration
 

@@ -176,15 +176,19 @@ def test_restart_keeps_topic_schema_and_table_and_down_frees_every_port(local_st
     catalog.create_namespace(topic)
     catalog.create_table(f"{topic}.t", IcebergSchema(NestedField(1, "x", LongType(), required=False)))
 
-    down = local_stack.k2("stack", "down")
+    planned = local_stack.k2("stack", "down", "--dry-run", "--format", "json")
+    assert planned.returncode == 0, planned.stderr
+    assert all(row["result"].startswith("would stop pid") for row in json.loads(planned.stdout)), planned.stdout
+    assert all(port_in_use(port) for port in map(int, TEST_PORTS.values())), "--dry-run stopped something"
+    down = local_stack.k2("stack", "down", "--format", "json")
     assert down.returncode == 0, down.stderr
-    assert down.stdout.count(": stopped") == 5, down.stdout
+    assert [row["result"] for row in json.loads(down.stdout)] == ["stopped"] * 5, down.stdout
     busy = [port for port in map(int, TEST_PORTS.values()) if port_in_use(port)]
     assert not busy, f"ports still in use after down: {busy}"
     again = local_stack.k2("stack", "down")
     assert again.returncode == 0 and again.stdout.count("was not running") == 5
 
-    up = local_stack.k2("stack", "up", "--timeout", "600")
+    up = local_stack.k2("stack", "up", "--timeout", "10m")
     assert up.returncode == 0, up.stderr
     admin = AdminClient({"bootstrap.servers": local_stack.bootstrap_servers})
     assert topic in admin.list_topics(timeout=30).topics
