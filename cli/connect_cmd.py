@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .options import assignments
+from .options import DURATION, assignments
 from .output import Progress, emit, format_option
 from .settings import Settings
 
@@ -30,7 +30,7 @@ def _settings_map(settings: Settings) -> dict[str, str]:
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Fill a ${NAME} placeholder (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Fill and validate only; change nothing on the worker.")
-@click.option("--timeout", type=float, default=120, show_default=True, help="Seconds to wait for RUNNING.")
+@click.option("--timeout", type=DURATION, default="120s", show_default=True, help="How long to wait for RUNNING.")
 @format_option()
 @click.pass_obj
 def deploy_connectors(

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from .options import assignments
-from .output import FORMATS, emit, format_option
+from .options import DURATION, assignments
+from .output import emit, format_option
 from .settings import Settings
 
 
@@ -41,13 +41,13 @@ def ksql() -> None:
 
 @ksql.command()
 @variable_option
-@click.option("--dry-run", is_flag=True, help="Print the statements that would run; run nothing.")
+@click.option("--dry-run", is_flag=True, help="List every statement with its file, variables filled; run nothing.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
-    default=30,
+    type=DURATION,
+    default="30s",
     show_default=True,
-    help="Seconds to wait for ksqlDB to serve the migration record (a new table needs a moment).",
+    help="How long to wait for ksqlDB to serve the migration record (a new table needs a moment).",
 )
 @format_option()
 @click.pass_obj
@@ -70,10 +70,12 @@ def apply(settings: Settings, defines: tuple[str, ...], dry_run: bool, timeout: 
     variables = _defaults(assignments(defines, "-d"))
     migrations = load_migrations()
     if dry_run:
-        for migration in migrations:
-            click.echo(f"-- {migration.path.name} (checksum {migration.checksum})")
-            for statement in resolve(migration, variables):
-                click.echo(statement.text)
+        rows = [
+            {"file": m.path.name, "checksum": m.checksum, "line": statement.line, "statement": statement.text}
+            for m in migrations
+            for statement in resolve(m, variables)
+        ]
+        emit(rows, fmt, ("file", "checksum", "line", "statement"))
         return
     applied = run_apply(KsqlClient(settings.ksql_url), migrations, variables, wait_s=timeout)
     emit(applied, fmt, ("version", "name", "action"))
@@ -113,8 +115,9 @@ def list_(settings: Settings, fmt: str) -> None:
 @ksql.command()
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Print the DROP statements; run nothing.")
+@format_option()
 @click.pass_obj
-def drop(settings: Settings, yes: bool, dry_run: bool) -> None:
+def drop(settings: Settings, yes: bool, dry_run: bool, fmt: str) -> None:
     """Drop every stream and table the migrations created (newest first) and the migration record.
 
     Topics written by the aggregates and the record's topics are deleted, so a later `k2 ksql apply`
@@ -133,22 +136,24 @@ def drop(settings: Settings, yes: bool, dry_run: bool) -> None:
         for kind, name, delete_topic in drop_statements(load_migrations())
     ]
     if dry_run:
-        click.echo("\n".join(statements))
+        emit([{"statement": statement, "action": "would run"} for statement in statements], fmt)
         return
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("refusing to drop without confirmation on a non-interactive input; pass --yes")
         click.confirm("Drop all K2 ksqlDB streams and tables?", abort=True)
     client = KsqlClient(settings.ksql_url)
+    done = []
     for statement in statements:
         client.execute(statement)
-        click.echo(f"Dropped: {statement}")
+        done.append({"statement": statement, "action": "ran"})
+    emit(done, fmt, ("statement", "action"))
 
 
 @ksql.command()
 @click.argument("sql")
 @click.option("--limit", type=click.IntRange(min=1), help="Stop after this many rows (push queries run until then).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@format_option(rows=True)
 @click.pass_obj
 def query(settings: Settings, sql: str, limit: int | None, fmt: str) -> None:
     """Run a pull query, or stream a push query's rows (EMIT CHANGES) until --limit or Ctrl-C.
@@ -157,6 +162,9 @@ def query(settings: Settings, sql: str, limit: int | None, fmt: str) -> None:
     Examples:
       k2 ksql query "SELECT * FROM candles_1m WHERE symbol = 'BTCUSDT';"
       k2 ksql query "SELECT * FROM candles_1m_changelog EMIT CHANGES;" --limit 10 --format jsonl
+      k2 ksql query "SELECT * FROM candles_1m;" --format parquet --output candles.parquet
+
+    With --format jsonl each row is written as it arrives; other formats print once the query ends.
     """
     from k2.ksql.client import KsqlClient
 
@@ -197,8 +205,10 @@ def validate(defines: tuple[str, ...], fmt: str) -> None:
 
     migrations = load_migrations()
     problems = run_validate(migrations, _defaults(assignments(defines, "-d")))
+    if problems or fmt != "table":  # scripts get an empty array / a header when all is valid
+        rows = [{"file": p.file, "line": p.line, "item": p.item, "problem": p.message} for p in problems]
+        emit(rows, fmt, ("file", "line", "item", "problem"))
     if problems:
-        emit([{"file": p.file, "line": p.line, "item": p.item, "problem": p.message} for p in problems], fmt)
         click.echo(f"Error: {len(problems)} problem(s) in ksql/migrations", err=True)
         sys.exit(1)
     click.echo(
@@ -223,7 +233,13 @@ def info(settings: Settings, fmt: str) -> None:
 
 
 @ksql.command()
-@click.option("--interval", type=click.Choice(["1m", "5m", "1h"]), default="1m", show_default=True)
+@click.option(
+    "--interval",
+    type=click.Choice(["1m", "5m", "1h"]),
+    default="1m",
+    show_default=True,
+    help="Candle length to compare.",
+)
 @click.option("--since", required=True, help="Start of a closed range (UTC), e.g. 2026-11-27T12:00:00Z.")
 @click.option("--until", required=True, help="End of the range (UTC, exclusive); its windows must be closed.")
 @click.option("--table", default="market_data.trades", show_default=True, help="Iceberg trades table.")
@@ -239,18 +255,20 @@ def reconcile(settings: Settings, interval: str, since: str, until: str, table: 
     """
     from k2.ksql.client import KsqlClient
     from k2.ksql.reconcile import compare, ksql_candles
-    from k2.query.engine import Lake, candles
+    from k2.query.engine import Lake
+    from k2.query.market import candles
 
     live = ksql_candles(KsqlClient(settings.ksql_url), interval, since, until)
     lake = Lake(settings.catalog_uri, trades=table)
     symbols = sorted({symbol for symbol, _ in live} | _symbols(lake))
     exact = [c for symbol in symbols for c in candles(lake, symbol, interval, since, until)]
     mismatches = compare(live, exact)
+    if mismatches or fmt != "table":
+        emit(mismatches, fmt)  # an empty array / file for scripts when all agree
     if mismatches:
-        emit(mismatches, fmt)
         click.echo(f"Error: {len(mismatches)} difference(s) between ksqlDB and Iceberg candles", err=True)
         sys.exit(1)
-    click.echo(f"ksqlDB and Iceberg agree on {len(exact)} {interval} candles from {since} to {until}.")
+    click.echo(f"ksqlDB and Iceberg agree on {len(exact)} {interval} candles from {since} to {until}.", err=True)
 
 
 def _symbols(lake: Any) -> set[str]:

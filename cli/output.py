@@ -1,30 +1,80 @@
-"""One output helper for every command: table for people, json/jsonl/csv for scripts."""
+"""One output helper for every command: table for people, json/jsonl/csv (and parquet for rows) for scripts.
+
+A command that prints records takes ``@format_option()`` (``rows=True`` for query results, which adds
+parquet): it adds ``--format`` and ``--output FILE``, and every ``emit`` the command makes goes where
+they say. Commands that run other commands (``k2 run``) pass their ``fmt`` on; the outermost
+``--output`` holds for all of them.
+"""
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 FORMATS = ("table", "json", "jsonl", "csv")
+ROW_FORMATS = (*FORMATS, "parquet")
 
 
-def format_option(default: str = "table") -> Any:
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(FORMATS),
-        default=default,
-        show_default=True,
-        help="Output format: an aligned table, a JSON array, JSON lines, or CSV with a header.",
-    )
+@dataclass
+class _Destination:
+    path: Path
+    rows: int = 0
+    opened: bool = False
+
+
+_destination: ContextVar[_Destination | None] = ContextVar("k2_output", default=None)
+
+
+def format_option(default: str = "table", rows: bool = False) -> Callable[[Callable[..., Any]], Any]:
+    """``--format`` and ``--output FILE`` on a command that prints records (``rows``: parquet too)."""
+
+    def decorate(command: Callable[..., Any]) -> Any:
+        @functools.wraps(command)
+        def wrapper(*args: Any, output: Path | None = None, **kwargs: Any) -> Any:
+            if output is None:  # stdout, or the --output of a command that runs this one
+                if kwargs.get("fmt") == "parquet" and _destination.get() is None:
+                    raise click.UsageError("--format parquet needs --output FILE")
+                return command(*args, **kwargs)
+            destination = _Destination(output)
+            token = _destination.set(destination)
+            try:
+                return command(*args, **kwargs)
+            finally:
+                _destination.reset(token)
+                click.echo(f"Wrote {destination.rows} rows to {output}", err=True)
+
+        click.option(
+            "--output",
+            type=click.Path(dir_okay=False, writable=True, path_type=Path),
+            help="Write the records to this file instead of stdout (replaced if it exists).",
+        )(wrapper)
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(ROW_FORMATS if rows else FORMATS),
+            default=default,
+            show_default=True,
+            help="Output format: an aligned table, a JSON array, JSON lines, CSV with a header"
+            + (", or Parquet (with --output)." if rows else "."),
+        )(wrapper)
+        return wrapper
+
+    return decorate
 
 
 def _plain(value: Any) -> Any:
@@ -67,9 +117,48 @@ def render(rows: Sequence[Mapping[str, Any]], fmt: str, columns: Sequence[str] |
 
 
 def emit(rows: Sequence[Mapping[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> None:
+    """Print records to stdout, or add them to the command's --output file."""
+    if fmt == "parquet":
+        import pyarrow as pa
+
+        columns = list(columns or (rows[0].keys() if rows else []))
+        emit_table(pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows]), fmt)
+        return
     text = render(rows, fmt, columns)
-    if text:
-        click.echo(text)
+    destination = _destination.get()
+    if destination is None:
+        if text:
+            click.echo(text)
+        return
+    with destination.path.open("a" if destination.opened else "w") as out:
+        out.write(text + "\n" if text else "")
+    destination.opened = True
+    destination.rows += len(rows)
+
+
+def emit_table(table: pa.Table, fmt: str) -> None:
+    """An Arrow result: Parquet keeps its types exactly; other formats go through emit."""
+    if fmt != "parquet":
+        emit(table.to_pylist(), fmt, table.column_names)
+        return
+    destination = _destination.get()
+    if destination is None:
+        raise click.UsageError("--format parquet needs --output FILE")
+    if destination.opened:
+        raise click.UsageError("--format parquet writes one result; this command has several")
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, destination.path)
+    destination.opened = True
+    destination.rows += table.num_rows
+
+
+def emit_record(record: Mapping[str, Any], fmt: str) -> None:
+    """One record (a summary): a metric/value table for people, a one-element array or line for scripts."""
+    if fmt == "table":
+        emit([{"metric": key, "value": value} for key, value in record.items()], fmt)
+    else:
+        emit([record], fmt)
 
 
 class Progress:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -11,27 +10,13 @@ from pathlib import Path
 
 import click
 
-from .output import Progress, emit
+from .options import DURATION, POSITIVE_DURATION, symbols_option
+from .output import Progress, emit_record, format_option
 from .settings import Settings
 
 
-def _symbols(value: str | None) -> list[str]:
-    """Comma-separated symbols -> distinct symbols as Binance writes them (Unicode ones included)."""
-    from k2.producer.exchange import is_symbol, normalize_symbol
-
-    if not value:
-        return []
-    symbols = [normalize_symbol(s) for s in value.split(",") if s.strip()]
-    bad = [s for s in symbols if not is_symbol(s)]
-    if bad:
-        raise click.BadParameter(
-            f"not a Binance symbol: {', '.join(bad)} (expected letters and digits, e.g. BTCUSDT,ETHUSDT)"
-        )
-    return list(dict.fromkeys(symbols))
-
-
 @click.command()
-@click.option("--symbols", help="Comma-separated Binance symbols, e.g. BTCUSDT,ETHUSDT (live mode).")
+@symbols_option("Binance symbols to stream (live mode).")
 @click.option("--ws-url", default="wss://stream.binance.com:9443", show_default=True, help="WebSocket base URL.")
 @click.option(
     "--rest-url",
@@ -50,8 +35,16 @@ def _symbols(value: str | None) -> list[str]:
     type=click.IntRange(min=1),
     help="Stop once this many trades were sent (trades held behind a gap then are still sent, never dropped).",
 )
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
-@click.option("--gap-timeout", type=float, default=30.0, show_default=True, help="Seconds a gap may wait for backfill.")
+@click.option(
+    "--duration", type=POSITIVE_DURATION, help="Stop after this long, e.g. 90s or 10m.  [default: until Ctrl-C]"
+)
+@click.option(
+    "--gap-timeout",
+    type=POSITIVE_DURATION,
+    default="30s",
+    show_default=True,
+    help="How long a gap may wait for backfill.",
+)
 @click.option(
     "--from-latest",
     is_flag=True,
@@ -67,16 +60,21 @@ def _symbols(value: str | None) -> list[str]:
 )
 @click.option(
     "--silence-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=120.0,
+    type=POSITIVE_DURATION,
+    default="120s",
     show_default=True,
-    help="Reconnect a connection that delivered no frame for this many seconds (missed trades are backfilled).",
+    help="Reconnect a connection that delivered no frame for this long (missed trades are backfilled).",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the topics, the schema, the symbols (live) or the replay's frames; send nothing.",
+)
+@format_option()
 @click.pass_obj
 def produce(
     settings: Settings,
-    symbols: str | None,
+    symbols: list[str] | None,
     ws_url: str,
     rest_url: str | None,
     replay: Path | None,
@@ -88,6 +86,7 @@ def produce(
     from_latest: bool,
     resume_budget: int,
     silence_timeout: float,
+    dry_run: bool,
     fmt: str,
 ) -> None:
     """Stream Binance trades into Kafka as Avro, exactly once per (symbol, trade_id).
@@ -98,16 +97,18 @@ def produce(
     overlaps are dropped; gaps in a symbol's trade ids are backfilled from REST
     (/api/v3/historicalTrades) while that symbol's later trades wait; frames that are not valid trades
     go raw to the dead-letter topic with the reason in the k2.error.reason header. A connection silent
-    for --silence-timeout seconds is reopened. SIGINT/SIGTERM flush everything in flight before exit.
+    for --silence-timeout is reopened. Durations are written 90s, 10m, 24h or 7d. SIGINT/SIGTERM flush
+    everything in flight before exit.
 
     \b
     Examples:
       k2 produce --symbols BTCUSDT,ETHUSDT,BNBUSDT
       k2 produce --replay producer/samples/binance-trades-sample.jsonl --format json
-      k2 produce --symbols BTCUSDT --ws-url ws://127.0.0.1:9443 --rest-url http://127.0.0.1:9443 --duration 60
+      k2 produce --symbols BTCUSDT --ws-url ws://127.0.0.1:9443 --rest-url http://127.0.0.1:9443 --duration 1m
       k2 produce --symbols BTCUSDT,ETHUSDT --from-latest
+      k2 produce --replay my-frames.jsonl --dry-run       # checks only; sends nothing
     """
-    from k2.producer.app import BINANCE_REST_URL, ProduceOptions, run_live, run_replay
+    from k2.producer.app import BINANCE_REST_URL, ProduceOptions, preflight, run_live, run_replay
     from k2.schemas.contract import load_topics
 
     declared = load_topics()
@@ -118,7 +119,7 @@ def produce(
         registry_url=settings.registry_url,
         topic=topic or declared["trades"].name,
         dlq_topic=dlq_topic or declared["trades-dlq"].name,
-        symbols=_symbols(symbols),
+        symbols=symbols or [],
         ws_url=ws_url,
         rest_url=rest_url if (rest_url or replay) else BINANCE_REST_URL,
         replay=replay,
@@ -129,16 +130,16 @@ def produce(
         resume_budget=resume_budget,
         silence_timeout=silence_timeout,
     )
+    if dry_run:
+        emit_record(preflight(options), fmt)
+        return
     # What a long-running producer reports about itself (resume, reconnects) goes to stderr.
     logging.getLogger("k2.producer").setLevel(logging.INFO)
     progress = Progress()
     status = progress if progress.enabled else None
     summary = run_replay(options, status) if replay else run_live(options, status)
     progress("")
-    if fmt == "json":
-        click.echo(json.dumps(asdict(summary), indent=2))
-    else:
-        emit([{"metric": k, "value": v} for k, v in asdict(summary).items()], "table")
+    emit_record(asdict(summary), fmt)
     for lost in summary.lost_ranges:
         click.echo(f"Warning: trades {lost} were never received and could not be backfilled", err=True)
     if not summary.lossless:
@@ -156,18 +157,27 @@ def binance_standin() -> None:
 
     \b
     Examples:
-      k2 binance-standin generate --out /tmp/frames.jsonl --minutes 3
+      k2 binance-standin generate --out /tmp/frames.jsonl --duration 3m
       k2 binance-standin serve --frames /tmp/frames.jsonl --port 9443 --rate 50
     """
 
 
 @binance_standin.command()
-@click.option("--frames", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=9443, show_default=True)
+@click.option(
+    "--frames",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Recorded or generated trade frames, one JSON frame per line (see `generate`).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=9443, show_default=True, help="Port for both WebSocket and REST."
+)
 @click.option("--rate", type=float, default=50.0, show_default=True, help="Frames per second.")
 @click.option("--loop/--no-loop", default=True, show_default=True, help="Replay again with new ids at the end.")
-@click.option("--disconnect-every", type=int, default=0, help="Force a disconnect every N frames (0: never).")
+@click.option(
+    "--disconnect-every", type=click.IntRange(min=0), default=0, help="Force a disconnect every N frames (0: never)."
+)
 @click.option(
     "--weight-limit",
     type=click.IntRange(min=1),
@@ -184,10 +194,10 @@ def binance_standin() -> None:
 )
 @click.option(
     "--rest-lag",
-    type=click.FloatRange(min=0),
-    default=0.0,
+    type=DURATION,
+    default="0s",
     show_default=True,
-    help="historicalTrades serves only trades broadcast at least this many seconds ago.",
+    help="historicalTrades serves only trades broadcast at least this long ago, e.g. 2s.",
 )
 @click.option(
     "--symbol-status",
@@ -257,39 +267,41 @@ def serve(
 
 
 @binance_standin.command()
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option(
-    "--symbols",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File to write the frames to (replaced if it exists).",
+)
+@symbols_option(
+    "Symbols to trade; non-ASCII ones (e.g. 币安人生USDT) are allowed, as on Binance since 2025-12.",
     default="BTCUSDT,ETHUSDT,BNBUSDT",
     show_default=True,
-    help="Comma-separated symbols; non-ASCII ones (e.g. 币安人生USDT) are allowed, as on Binance since 2025-12.",
 )
-@click.option("--minutes", type=float, default=3.0, show_default=True)
-@click.option("--rate", type=float, default=20.0, show_default=True, help="Trades per second over all symbols.")
-@click.option("--seed", type=int, default=7, show_default=True)
-def generate(out: Path, symbols: str, minutes: float, rate: float, seed: int) -> None:
+@click.option(
+    "--duration", type=POSITIVE_DURATION, default="3m", show_default=True, help="Span of trade time to generate."
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="Trades per second over all symbols.",
+)
+@click.option(
+    "--seed", type=int, default=7, show_default=True, help="Random seed: the same seed writes the same frames."
+)
+def generate(out: Path, symbols: list[str], duration: float, rate: float, seed: int) -> None:
     """Write synthetic trades in Binance's frame format (seeded random walk; not market data).
 
     \b
     Examples:
       k2 binance-standin generate --out /tmp/frames.jsonl
-      k2 binance-standin generate --out big.jsonl --minutes 60 --rate 500 --symbols BTCUSDT,ETHUSDT
+      k2 binance-standin generate --out big.jsonl --duration 1h --rate 500 --symbols BTCUSDT,ETHUSDT
       k2 binance-standin generate --out unicode.jsonl --symbols 币安人生USDT,BTCUSDT
     """
-    import string
-
     from k2.producer.sample import generate_events, write_frames
 
-    # Binance symbols: ASCII letters and digits, and since 2025-12-02 non-ASCII characters (CHANGELOG.md);
-    # only the ASCII letters have a case to raise.
-    upper = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
-    chosen = list(dict.fromkeys(s.strip().translate(upper) for s in symbols.split(",") if s.strip()))
-    bad = [s for s in chosen if not all(c.isalnum() or (not c.isascii() and c.isprintable()) for c in s)]
-    if bad or not chosen:
-        raise click.BadParameter(
-            f"not a Binance symbol: {', '.join(bad) or '(none given)'} (expected e.g. BTCUSDT,ETHUSDT,币安人生USDT)",
-            param_hint="--symbols",
-        )
-    start = int(time.time() * 1000) - int(minutes * 60_000)
-    written = write_frames(out, generate_events(chosen, minutes * 60, rate, start, seed))
+    start = int(time.time() * 1000) - int(duration * 1000)
+    written = write_frames(out, generate_events(symbols, duration, rate, start, seed))
     click.echo(f"Wrote {written} trade frames to {out}")

@@ -1,13 +1,11 @@
-"""``k2 query`` and ``k2 candles``: DuckDB over the Iceberg tables (query/)."""
+"""``k2 query``, ``k2 candles`` and ``k2 volume``: DuckDB over the Iceberg tables (query/)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import click
 
-from .output import FORMATS, emit
+from .options import POSITIVE_DURATION, symbols_option
+from .output import emit, emit_table, format_option
 from .settings import Settings
 
 CANDLE_COLUMNS = (
@@ -24,35 +22,15 @@ CANDLE_COLUMNS = (
 )
 
 
-def _write(rows: list[dict[str, Any]], fmt: str, output: Path | None, columns: Any = None) -> None:
-    if output is None:
-        emit(rows, fmt, columns)
-        return
-    from .output import render
-
-    output.write_text(render(rows, fmt, columns) + "\n")
-    click.echo(f"Wrote {len(rows)} rows to {output}", err=True)
-
-
 @click.command()
 @click.argument("sql")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice([*FORMATS, "parquet"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
+@format_option(rows=True)
 @click.option("--snapshot", "snapshot_id", type=int, help="Read the table that has this snapshot id at it.")
 @click.option(
     "--as-of", "as_of", help="Read every table as its main branch was at this UTC time, e.g. 2026-11-27T12:00:00."
 )
 @click.pass_obj
-def query(
-    settings: Settings, sql: str, fmt: str, output: Path | None, snapshot_id: int | None, as_of: str | None
-) -> None:
+def query(settings: Settings, sql: str, fmt: str, snapshot_id: int | None, as_of: str | None) -> None:
     """Run read-only DuckDB SQL over the attached Iceberg REST catalog (trades, market_data.trades).
 
     Every statement reads each table's newest snapshot; --snapshot reads the table that has that
@@ -70,29 +48,30 @@ def query(
 
     if snapshot_id is not None and as_of is not None:
         raise click.UsageError("--snapshot and --as-of do not go together: pick one")
-    table = Lake(settings.catalog_uri, snapshot_id=snapshot_id, as_of=as_of).query(sql)
+    lake = Lake(settings.catalog_uri, snapshot_id=snapshot_id, as_of=as_of)
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        if output is None:
-            raise click.UsageError("--format parquet needs --output FILE")
-        pq.write_table(table, output)
-        click.echo(f"Wrote {table.num_rows} rows to {output}", err=True)
+        emit_table(lake.query(sql), fmt)
         return
-    _write(table.to_pylist(), fmt, output, table.column_names)
+    columns, rows = lake.rows(sql)
+    emit([dict(zip(columns, row, strict=True)) for row in rows], fmt, columns)
 
 
 @click.command()
-@click.argument("symbol")
-@click.option("--interval", type=click.Choice(["1m", "5m", "15m", "1h", "1d"]), default="1m", show_default=True)
+@symbols_option("Symbols to compute candles for.", required=True)
+@click.option(
+    "--interval",
+    type=click.Choice(["1m", "5m", "15m", "1h", "1d"]),
+    default="1m",
+    show_default=True,
+    help="Candle length.",
+)
 @click.option("--since", default="1970-01-01T00:00:00Z", help="Start (UTC, inclusive).  [default: beginning]")
 @click.option("--until", default="9999-12-31T00:00:00Z", help="End (UTC, exclusive).  [default: no end]")
 @click.option("--table", "table", default="market_data.trades", show_default=True, help="Trades table to read.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
+@format_option(rows=True)
 @click.pass_obj
 def candles(
-    settings: Settings, symbol: str, interval: str, since: str, until: str, table: str, fmt: str, output: Path | None
+    settings: Settings, symbols: list[str], interval: str, since: str, until: str, table: str, fmt: str
 ) -> None:
     """OHLCV candles with VWAP, quote volume and trade count from the Iceberg trades, oldest first.
 
@@ -101,43 +80,40 @@ def candles(
 
     \b
     Examples:
-      k2 candles BTCUSDT --interval 1m
-      k2 candles ETHUSDT --interval 1h --since 2026-11-27T00:00:00Z --format json
+      k2 candles --symbols BTCUSDT --interval 1m
+      k2 candles --symbols ETHUSDT,BTCUSDT --interval 1h --since 2026-11-27T00:00:00Z --format json
+      k2 candles --symbols BTCUSDT --format parquet --output btc-1m.parquet
     """
     from k2.query.engine import Lake
-    from k2.query.engine import candles as compute
+    from k2.query.market import candles as compute
 
     lake = Lake(settings.catalog_uri, trades=table)
-    _write(compute(lake, symbol.upper(), interval, since, until), fmt, output, CANDLE_COLUMNS)
+    emit([row for symbol in symbols for row in compute(lake, symbol, interval, since, until)], fmt, CANDLE_COLUMNS)
 
 
-def _window(last: str | None, since: str | None, until: str | None) -> tuple[str, str]:
+def _window(last: float, since: str | None, until: str | None) -> tuple[str, str]:
     from datetime import UTC, datetime, timedelta
 
-    units = {"m": "minutes", "h": "hours", "d": "days"}
     if since:
         return since, until or "9999-12-31T00:00:00Z"
-    text = last or "24h"
-    try:
-        delta = timedelta(**{units[text[-1]]: float(text[:-1])})
-    except (KeyError, ValueError):
-        raise click.BadParameter(f"{text!r} is not a window like 30m, 24h or 7d", param_hint="--last") from None
     end = datetime.now(UTC)
-    return (end - delta).isoformat(), (until or end.isoformat())
+    return (end - timedelta(seconds=last)).isoformat(), (until or end.isoformat())
 
 
 @click.command()
-@click.argument("symbols", nargs=-1)
-@click.option("--last", help="Window ending now: 30m, 24h, 7d.  [default: 24h]")
+@symbols_option("Symbols to report.  [default: every symbol in the table]")
+@click.option(
+    "--last", type=POSITIVE_DURATION, default="24h", show_default=True, help="Window ending now, e.g. 30m or 7d."
+)
 @click.option("--since", help="Window start (UTC, inclusive); overrides --last.")
 @click.option("--until", help="Window end (UTC, exclusive).  [default: now]")
 @click.option("--table", "table", default="market_data.trades", show_default=True, help="Trades table to read.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@format_option(rows=True)
 @click.pass_obj
 def volume(
     settings: Settings,
-    symbols: tuple[str, ...],
-    last: str | None,
+    symbols: list[str] | None,
+    last: float,
     since: str | None,
     until: str | None,
     table: str,
@@ -148,14 +124,14 @@ def volume(
     \b
     Examples:
       k2 volume
-      k2 volume BTCUSDT ETHUSDT --last 1h --format json
+      k2 volume --symbols BTCUSDT,ETHUSDT --last 1h --format json
       k2 volume --since 2026-11-26T00:00:00Z --until 2026-11-27T00:00:00Z
     """
     from k2.query.engine import Lake
-    from k2.query.engine import volume as compute
+    from k2.query.market import volume as compute
 
     start, end = _window(last, since, until)
     lake = Lake(settings.catalog_uri, trades=table)
-    rows = compute(lake, [s.upper() for s in symbols], start, end)
+    rows = compute(lake, symbols or [], start, end)
     columns = ("symbol", "volume", "quote_volume", "vwap", "trade_count", "first_trade", "last_trade")
     emit(rows, fmt, columns)

@@ -12,6 +12,7 @@ import click
 from k2.stack.manager import Stack, default_cache, stack_ports
 from k2.stack.services import SERVICE_NAMES, Context, Ports
 
+from .options import DURATION
 from .output import Progress, emit, format_option
 from .settings import Settings
 
@@ -68,8 +69,13 @@ def _port_options(func: Any) -> Any:
     "--s3-endpoint", envvar="K2_S3_ENDPOINT", help="S3 endpoint URL for an s3:// warehouse.  [env: K2_S3_ENDPOINT]"
 )
 @click.option(
-    "--timeout", type=float, default=300, show_default=True, help="Seconds to wait for every service to be healthy."
+    "--timeout",
+    type=DURATION,
+    default="300s",
+    show_default=True,
+    help="How long to wait for every service to be healthy.",
 )
+@click.option("--dry-run", is_flag=True, help="Show what would start or fail (ports in use, jars to download).")
 @format_option()
 @click.pass_obj
 def up(
@@ -78,6 +84,7 @@ def up(
     warehouse: str | None,
     s3_endpoint: str | None,
     timeout: float,
+    dry_run: bool,
     fmt: str,
     **ports: int | None,
 ) -> None:
@@ -92,12 +99,16 @@ def up(
     Examples:
       k2 stack up
       k2 stack up catalog
-      k2 stack up --kafka-port 19092 --timeout 600
+      k2 stack up --kafka-port 19092 --timeout 10m
+      k2 stack up --dry-run
       K2_HOME=/tmp/k2 k2 stack up --format json
       k2 stack up --warehouse s3://k2/warehouse --s3-endpoint http://127.0.0.1:9000
     """
     flags = {key.removesuffix("_port"): value for key, value in ports.items()}
     the_stack = _stack(settings, warehouse, s3_endpoint, **flags)
+    if dry_run:
+        emit(the_stack.plan(services), fmt, ("service", "url", "state", "action"))
+        return
     started = time.monotonic()
     states = the_stack.up(timeout=timeout, progress=Progress(), only=services)
     rows = [s.as_dict() for s in states]
@@ -135,10 +146,12 @@ def status(settings: Settings, fmt: str) -> None:
 
 @stack.command()
 @click.option(
-    "--timeout", type=float, default=60, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL."
+    "--timeout", type=DURATION, default="60s", show_default=True, help="How long to wait after SIGTERM before SIGKILL."
 )
+@click.option("--dry-run", is_flag=True, help="Show what would be stopped; stop nothing.")
+@format_option()
 @click.pass_obj
-def down(settings: Settings, timeout: float) -> None:
+def down(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> None:
     """Stop the processes `k2 stack up` started (by recorded pid), gracefully first.
 
     A second `down` is a no-op. Data stays in K2_HOME; `k2 stack reset` removes it.
@@ -146,10 +159,11 @@ def down(settings: Settings, timeout: float) -> None:
     \b
     Examples:
       k2 stack down
-      k2 stack down --timeout 10
+      k2 stack down --timeout 10s
+      k2 stack down --dry-run --format json
     """
-    for name, outcome in _stack(settings).down(timeout=timeout, progress=Progress()):
-        click.echo(f"{name}: {outcome}")
+    results = _stack(settings).down(timeout=timeout, progress=Progress(), dry_run=dry_run)
+    emit([{"service": name, "result": outcome} for name, outcome in results], fmt, ("service", "result"))
 
 
 @stack.command()
@@ -194,25 +208,37 @@ def logs(settings: Settings, services: tuple[str, ...], lines: int, follow: bool
 @stack.command()
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--cache", "include_cache", is_flag=True, help="Also delete the downloaded jars (K2_CACHE_DIR).")
+@click.option("--dry-run", is_flag=True, help="List what would be stopped and deleted; delete nothing.")
+@format_option()
 @click.pass_obj
-def reset(settings: Settings, yes: bool, include_cache: bool) -> None:
+def reset(settings: Settings, yes: bool, include_cache: bool, dry_run: bool, fmt: str) -> None:
     """Stop the stack and delete its state: topics, schemas, tables, logs.
 
     \b
     Examples:
       k2 stack reset            # asks first
       k2 stack reset --yes --cache
+      k2 stack reset --dry-run
     """
     the_stack = _stack(settings)
     what = f"all K2 stack data in {settings.home}" + (
         f" and the jar cache {the_stack.ctx.cache}" if include_cache else ""
     )
+    if dry_run:
+        stops = [name for name, outcome in the_stack.down(60, Progress(), dry_run=True) if outcome != "not running"]
+        rows = [{"target": name, "action": "would stop"} for name in stops]
+        rows += [{"target": str(path), "action": "would delete"} for path in the_stack.reset(include_cache, True)]
+        emit(rows, fmt, ("target", "action"))
+        return
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("refusing to delete without confirmation on a non-interactive input; pass --yes")
         click.confirm(f"Delete {what}?", abort=True)
-    for name, outcome in the_stack.down(timeout=60, progress=Progress()):
-        if outcome not in ("was not running",):
-            click.echo(f"{name}: {outcome}")
-    removed = the_stack.reset(include_cache)
-    click.echo(f"Deleted {what} ({len(removed)} entries).")
+    rows = [
+        {"target": name, "action": outcome}
+        for name, outcome in the_stack.down(timeout=60, progress=Progress())
+        if outcome != "was not running"
+    ]
+    rows += [{"target": str(path), "action": "deleted"} for path in the_stack.reset(include_cache)]
+    emit(rows, fmt, ("target", "action"))
+    click.echo(f"Deleted {what} ({len(rows)} entries).", err=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from .output import emit, format_option
+from .options import DURATION, POSITIVE_DURATION
+from .output import emit, emit_record, format_option
 from .settings import Settings
 
 
@@ -61,24 +62,33 @@ def snapshots(settings: Settings, table: str, fmt: str) -> None:
       k2 tables snapshots market_data.trades
       k2 tables snapshots market_data.trades --format json
     """
+    from k2.query.catalog import snapshot_rows
     from k2.query.engine import Lake
 
-    rows = Lake(settings.catalog_uri).snapshots(table)
+    rows = snapshot_rows(Lake(settings.catalog_uri).metadata(table))
     columns = ("snapshot_id", "committed_at", "operation", "added_records", "total_records", "total_data_files")
     emit(rows, fmt, (*columns, "refs", "current"))
 
 
 @tables.command()
 @click.argument("table", required=False)
-@click.option("--retain", help="Keep snapshots younger than this.  [default: the table's snapshot_retention, 24h]")
 @click.option(
-    "--orphan-age", help="Only delete unreferenced files older than this.  [default: the table's orphan_age, 1h]"
+    "--retain",
+    type=DURATION,
+    help="Keep snapshots younger than this, e.g. 24h.  [default: the table's snapshot_retention]",
+)
+@click.option(
+    "--orphan-age",
+    type=DURATION,
+    help="Only delete unreferenced files older than this, e.g. 1h.  [default: the table's orphan_age]",
 )
 @click.option(
     "--dry-run", is_flag=True, help="Print the plan (partitions, merges, snapshots, files and bytes); change nothing."
 )
 @click.option("--watch", is_flag=True, help="Keep running: maintain once per --interval until stopped.")
-@click.option("--interval", default="60s", show_default=True, help="With --watch: time between cycles.")
+@click.option(
+    "--interval", type=POSITIVE_DURATION, default="60s", show_default=True, help="With --watch: time between cycles."
+)
 @click.option(
     "--heartbeat",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -89,11 +99,11 @@ def snapshots(settings: Settings, table: str, fmt: str) -> None:
 def maintain(
     settings: Settings,
     table: str | None,
-    retain: str | None,
-    orphan_age: str | None,
+    retain: float | None,
+    orphan_age: float | None,
     dry_run: bool,
     watch: bool,
-    interval: str,
+    interval: float,
     heartbeat: Path | None,
     fmt: str,
 ) -> None:
@@ -124,21 +134,18 @@ def maintain(
       k2 tables maintain --watch --interval 60s
     """
     from k2.connect.exceptions import ConnectError
-    from k2.connect.maintenance import PLAN_COLUMNS, Policy, load_policies, parse_duration, plan
+    from k2.connect.maintenance import PLAN_COLUMNS, Policy, load_policies, plan
     from k2.connect.maintenance import maintain as run_maintenance
     from k2.connect.maintenance import watch as watch_tables
     from k2.connect.tables import rest_catalog
 
-    def duration(text: str | None, option: str) -> timedelta | None:
-        try:
-            return parse_duration(text) if text is not None else None
-        except ConnectError as exc:
-            raise click.BadParameter(str(exc), param_hint=option) from None
+    def duration(seconds: float | None, option: str) -> timedelta | None:
+        return None if seconds is None else timedelta(seconds=seconds)
 
     if watch:
         if dry_run:
             raise click.UsageError("--watch and --dry-run do not go together; run --dry-run once instead")
-        every = duration(interval, "--interval") or timedelta(seconds=60)
+        every = timedelta(seconds=interval)
         policies = load_policies()
         if table:
             policies.setdefault(table, Policy())
@@ -183,7 +190,4 @@ def maintain(
     report = run_maintenance(
         catalog, table, retain=duration(retain, "--retain"), orphan_age=duration(orphan_age, "--orphan-age")
     )
-    if fmt == "table":
-        emit([{"metric": k, "value": v} for k, v in report.as_dict().items()], fmt)
-    else:
-        emit([report.as_dict()], fmt)
+    emit_record(report.as_dict(), fmt)

@@ -216,12 +216,20 @@ def deploy(
     """Validate, check the sink's tables, then create or update.
 
     Returns Created / Updated / Unchanged, Restarted when an unchanged connector had FAILED parts and
-    they were restarted, or Valid for a dry run.
+    they were restarted, or Valid for a dry run (naming the declared tables `k2 tables apply` must
+    create first; a table nobody declares stays an error).
     """
     errors = client.validate({"name": connector.name, **config})
     if errors:
         raise InvalidConfig(connector.name, errors)
-    check_tables(connector.name, config, catalog_uri)
+    try:
+        check_tables(connector.name, config, catalog_uri)
+    except MissingTables as exc:
+        from .tables import load_table_specs
+
+        if not dry_run or not set(exc.tables) <= set(load_table_specs()):
+            raise
+        return f"Valid once `k2 tables apply` creates {', '.join(exc.tables)}"
     if dry_run:
         return "Valid"
     current = client.config(connector.name)

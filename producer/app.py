@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +241,43 @@ def _install_signals(on_stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def preflight(options: ProduceOptions) -> dict[str, Any]:
+    """What a run would need, checked without sending anything (``k2 produce --dry-run``): the topics
+    exist, the schema is registered or would be, the symbols trade (live), the replay's frames parse."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from k2.schemas.contract import load_topics
+    from k2.schemas.registry import register
+
+    check_topics_exist(options.bootstrap_servers, [options.topic, options.dlq_topic])
+    spec = replace(load_topics()["trades"], name=options.topic)
+    with SchemaRegistryClient({"url": options.registry_url}) as client:
+        schema = register(client, options.registry_url, spec, dry_run=True)
+    report: dict[str, Any] = {
+        "topic": options.topic,
+        "dlq_topic": options.dlq_topic,
+        "subject": schema.subject,
+        "schema": schema.action,
+    }
+    if options.replay is not None:
+        trades = bad = 0
+        try:
+            with options.replay.open("rb") as handle:
+                for line in filter(None, (raw.strip() for raw in handle)):
+                    try:
+                        trades += parse_frame(line, "replay") not in (CONTROL, SHUTDOWN)
+                    except BadFrame:
+                        bad += 1
+        except OSError as exc:
+            raise ProducerError(f"cannot read replay file {options.replay}: {exc.strerror}") from exc
+        report |= {"replay_trades": trades, "replay_dead_letters": bad}
+    else:
+        if options.rest_url:
+            check_symbols(options.rest_url, options.symbols)
+        report["symbols"] = ",".join(options.symbols)
+    return report
 
 
 def run_replay(options: ProduceOptions, status: Callable[[str], None] | None = None) -> Summary:

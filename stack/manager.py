@@ -259,6 +259,26 @@ class Stack:
         progress("")
         return self.states()
 
+    def plan(self, only: Iterable[str] = ()) -> list[dict[str, object]]:
+        """What ``up`` would do, changing nothing: per service its state and the action it would take."""
+        unresolved = {c.name for c in load_components().values() if not is_resolved(self.ctx.cache, c)}
+        rows: list[dict[str, object]] = []
+        for svc in self.selected(only):
+            state = self.state(svc)
+            ports = [p for p in (svc.port_number(self.ctx.ports),) if p is not None]
+            ports += [self.ctx.ports.controller] if svc.name == "kafka" else []
+            busy = [p for p in ports if port_in_use(p)]
+            if state.pid is not None:
+                action = "left alone (already running)"
+            elif busy:
+                action = f"would fail: port {busy[0]} is in use by another process"
+            elif svc.component in unresolved:
+                action = f"would download {svc.component} from Maven Central, then start"
+            else:
+                action = "would start"
+            rows.append({"service": svc.name, "url": state.url, "state": state.state, "action": action})
+        return rows
+
     def selected(self, only: Iterable[str] = ()) -> list[Service]:
         """The services named in ``only`` with everything they depend on, in start order (all if none)."""
         names = set(only)
@@ -312,11 +332,14 @@ class Stack:
         self._pid_file(svc).write_text(json.dumps(record) + "\n")
 
     # -- down --------------------------------------------------------------------------------
-    def down(self, timeout: float, progress: Progress) -> list[tuple[str, str]]:
+    def down(self, timeout: float, progress: Progress, dry_run: bool = False) -> list[tuple[str, str]]:
         """Stop the processes this stack started: SIGTERM first, SIGKILL after ``timeout``."""
         results: list[tuple[str, str]] = []
         for svc in reversed(SERVICES):
             pid = self.pid(svc)
+            if dry_run:
+                results.append((svc.name, f"would stop pid {pid}" if pid is not None else "not running"))
+                continue
             if pid is None:
                 had_record = self._pid_file(svc).exists()
                 self._pid_file(svc).unlink(missing_ok=True)
@@ -349,20 +372,18 @@ class Stack:
         return f"killed (no clean exit within {timeout:.0f}s)"
 
     # -- reset -------------------------------------------------------------------------------
-    def reset(self, include_cache: bool) -> list[Path]:
-        """Delete the stack's state (and the artifact cache if asked). Call ``down`` first."""
-        removed = []
-        for name in (*STATE_DIRS, PORTS_FILE, WAREHOUSE_FILE):
-            path = self.ctx.home / name
+    def reset(self, include_cache: bool, dry_run: bool = False) -> list[Path]:
+        """Delete the stack's state (and the artifact cache if asked); call ``down`` first. Returns what
+        was deleted, or with ``dry_run`` what would be."""
+        paths = [self.ctx.home / name for name in (*STATE_DIRS, PORTS_FILE, WAREHOUSE_FILE)]
+        removed = [path for path in paths + ([self.ctx.cache] if include_cache else []) if path.exists()]
+        if dry_run:
+            return removed
+        for path in removed:
             if path.is_dir():
                 shutil.rmtree(path)
-                removed.append(path)
-            elif path.exists():
+            else:
                 path.unlink()
-                removed.append(path)
-        if include_cache and self.ctx.cache.exists():
-            shutil.rmtree(self.ctx.cache)
-            removed.append(self.ctx.cache)
         try:
             self.ctx.home.rmdir()  # only if nothing else lives there
         except OSError:

@@ -17,7 +17,8 @@ import websockets
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from k2.cli.produce_cmd import _symbols, produce
+from k2.cli.options import SYMBOLS
+from k2.cli.produce_cmd import produce
 from k2.producer import websocket as ws_module
 from k2.producer.avro import TradeEncoder
 from k2.producer.exceptions import ProducerError
@@ -80,10 +81,10 @@ def test_a_long_unicode_list_counts_encoded_characters() -> None:
 def test_symbols_keep_non_ascii_letters_as_they_are() -> None:
     assert normalize_symbol(" btcusdt ") == "BTCUSDT"
     assert normalize_symbol("straße") == "STRAßE", "str.upper would turn ß into SS: another symbol"
-    assert _symbols(f"btcusdt, {UNICODE_SYMBOL},BTCUSDT") == ["BTCUSDT", UNICODE_SYMBOL]
-    for bad in ("BTC/USDT", "BTC@USDT", "BTC USDT", "BTC%55"):
+    assert SYMBOLS.convert(f"btcusdt, {UNICODE_SYMBOL},BTCUSDT", None, None) == ["BTCUSDT", UNICODE_SYMBOL]
+    for bad in ("BTC/USDT", "BTC@USDT", "BTC USDT", "BTC%55", ","):
         with pytest.raises(click.BadParameter, match="not a Binance symbol"):
-            _symbols(bad)
+            SYMBOLS.convert(bad, None, None)
 
 
 # -- frames ---------------------------------------------------------------------------------------
@@ -283,6 +284,8 @@ def test_trading_symbols_pass(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- CLI ----------------------------------------------------------------------------------------------
 def test_produce_defaults_are_the_producers_own() -> None:
-    defaults = {p.name: p.default for p in produce.params}
+    context = click.Context(produce)
+    wanted = ("silence_timeout", "resume_budget")
+    defaults = {p.name: p.type_cast_value(context, p.default) for p in produce.params if p.name in wanted}
     assert defaults["silence_timeout"] == SILENCE_TIMEOUT_S
     assert defaults["resume_budget"] == RESUME_BUDGET
