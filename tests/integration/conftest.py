@@ -3,7 +3,9 @@
 It lives in <repo>/.k2-test on ports away from the defaults, so a developer's own stack (./.k2 on the
 default ports) is never touched; `.ci/run` stops it even when tests fail. K2_TEST_HOME and
 K2_TEST_PORT_OFFSET move it (another state directory, every port shifted), so two test runs on one
-machine do not collide.
+machine do not collide. K2_TEST_REUSE=1 is the fast local loop: the stack of K2_TEST_HOME is kept (not
+reset first, not stopped after; `k2 stack up` starts only what is not running). CI never sets it, so
+it starts from nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TEST_HOME = Path(os.environ.get("K2_TEST_HOME") or ROOT / ".k2-test").resolve()
 _OFFSET = int(os.environ.get("K2_TEST_PORT_OFFSET") or 0)
+REUSE = os.environ.get("K2_TEST_REUSE") == "1"
 TEST_PORTS = {
     "K2_KAFKA_PORT": str(29092 + _OFFSET),
     "K2_CONTROLLER_PORT": str(29093 + _OFFSET),
@@ -77,9 +80,9 @@ def local_stack() -> Iterator[LocalStack]:
         first_up=subprocess.CompletedProcess([], 0),
         first_up_seconds=0.0,
     )
-    # From nothing: no state left by an earlier run.
-    reset = stack.k2("stack", "reset", "--yes")
-    assert reset.returncode == 0, reset.stderr
+    if not REUSE:  # from nothing: no state left by an earlier run
+        reset = stack.k2("stack", "reset", "--yes")
+        assert reset.returncode == 0, reset.stderr
     started = time.monotonic()
     stack.first_up = stack.k2("stack", "up", "--timeout", "600", "--format", "json")
     stack.first_up_seconds = time.monotonic() - started
@@ -88,4 +91,5 @@ def local_stack() -> Iterator[LocalStack]:
     try:
         yield stack
     finally:
-        stack.k2("stack", "down")
+        if not REUSE:
+            stack.k2("stack", "down")
