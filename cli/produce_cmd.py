@@ -66,6 +66,14 @@ from .settings import Settings
     help="Reconnect a connection that delivered no frame for this long (missed trades are backfilled).",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9091,
+    show_default=True,
+    envvar="K2_PRODUCER_METRICS_PORT",
+    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while producing; 0: off.  [env: K2_PRODUCER_METRICS_PORT]",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Check the topics, the schema, the symbols (live) or the replay's frames; send nothing.",
@@ -86,6 +94,7 @@ def produce(
     from_latest: bool,
     resume_budget: int,
     silence_timeout: float,
+    metrics_port: int,
     dry_run: bool,
     fmt: str,
 ) -> None:
@@ -129,6 +138,7 @@ def produce(
         resume=not from_latest,
         resume_budget=resume_budget,
         silence_timeout=silence_timeout,
+        metrics_port=metrics_port,
     )
     if dry_run:
         emit_record(preflight(options), fmt)

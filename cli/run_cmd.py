@@ -95,6 +95,14 @@ def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bo
 )
 @click.option("--timeout", type=DURATION, default="300s", show_default=True, help="How long to wait for each stage.")
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9091,
+    show_default=True,
+    envvar="K2_PRODUCER_METRICS_PORT",
+    help="The producer's Prometheus metrics on 127.0.0.1:PORT/metrics; 0 turns them off.  [env: K2_PRODUCER_METRICS_PORT]",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Show what each step would change (stack, topics, schemas, tables, connectors, ksqlDB); produce nothing.",
@@ -109,6 +117,7 @@ def run(
     rate: float,
     duration: float | None,
     timeout: float,
+    metrics_port: int,
     dry_run: bool,
     fmt: str,
 ) -> None:
@@ -173,6 +182,7 @@ def run(
         # Live: pick up after the last trade in Kafka. The stand-in's sample gets fresh ids every run,
         # so there is nothing to resume from.
         resume=not standin,
+        metrics_port=metrics_port,
     )
     status = progress if progress.enabled else None
     started_ms = int(time.time() * 1000)

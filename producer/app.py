@@ -18,6 +18,7 @@ from .exceptions import BackfillError, BadFrame, ProducerError
 from .exchange import check_symbols
 from .frames import CONTROL, SHUTDOWN, parse_frame, trade_from_rest
 from .kafka_sink import KafkaSink, check_topics_exist, schema_id_for
+from .metrics import MetricsServer
 from .resume import RESUME_BUDGET, last_trade_ids
 from .sequencer import Sequencer
 from .websocket import (
@@ -62,6 +63,7 @@ class ProduceOptions:
     resume_budget: int = RESUME_BUDGET  # records read back per partition to find each symbol's last trade
     silence_timeout: float = SILENCE_TIMEOUT_S
     max_url_length: int = MAX_URL_LENGTH
+    metrics_port: int = 0  # Prometheus metrics on 127.0.0.1:<port> while running; 0: none (`k2 produce`: 9091)
 
 
 @dataclass
@@ -117,10 +119,16 @@ class Pipeline:
         self.frames_in = 0
         self.dead_lettered = 0
         self.emitted = 0
+        # Read by the metrics collector when Prometheus scrapes; plain dicts cost the hot path ~0.06 us.
+        self.frames_by_symbol: dict[str, int] = {}
+        self.trades_by_symbol: dict[str, int] = {}
+        self.dead_by_reason: dict[str, int] = {}
+        self.connections: list[StreamConnection] = []
         self.connection_stats = ConnectionStats()
         self.started = time.monotonic()
         self.stop_requested = threading.Event()
         self._on_status = on_status
+        self.metrics = MetricsServer(self, options.metrics_port)  # last: it reads what is set above
 
     # -- hot path ----------------------------------------------------------------------------
     def _emit(self, trade: Any) -> None:
@@ -140,11 +148,17 @@ class Pipeline:
         except BadFrame as exc:
             self.sink.dead_letter(raw, exc.reason, exc.symbol, source)
             self.dead_lettered += 1
+            self.dead_by_reason[exc.reason] = self.dead_by_reason.get(exc.reason, 0) + 1
+            symbol = exc.symbol or ""
+            self.frames_by_symbol[symbol] = self.frames_by_symbol.get(symbol, 0) + 1
             return False
         if item is CONTROL:
             return False
         if item is SHUTDOWN:
             return True
+        symbol = item.symbol  # type: ignore[union-attr]
+        self.frames_by_symbol[symbol] = self.frames_by_symbol.get(symbol, 0) + 1
+        self.trades_by_symbol[symbol] = self.trades_by_symbol.get(symbol, 0) + 1
         self.sequencer.accept(item)  # type: ignore[arg-type]
         return False
 
@@ -203,6 +217,7 @@ class Pipeline:
             self.backfill_now(deadline)
         self.sequencer.release_all()
         unacked = self.sink.flush(self.options.flush_timeout)
+        self.metrics.close()
         if self.rest:
             self.rest.close()
         elapsed = time.monotonic() - self.started
@@ -354,6 +369,7 @@ async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[s
         )
         for url in stream_urls(options.ws_url, options.symbols, max_url_length=options.max_url_length)
     ]
+    pipeline.connections = connections
     tasks = [asyncio.create_task(c.run()) for c in connections]
     deadline = time.monotonic() + options.duration if options.duration else None
     backfilling: dict[str, tuple[int, asyncio.Task[list[Any] | None]]] = {}

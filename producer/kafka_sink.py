@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from .avro import TradeEncoder
 from .exceptions import ProducerError
 from .frames import Trade
+from .metrics import DELIVERY_BUCKETS, EVENT_LAG_BUCKETS, Buckets
 
 log = logging.getLogger("k2.producer")
 
@@ -112,6 +113,8 @@ class KafkaSink:
         self._overflow: deque[tuple[str, bytes, bytes | None, Any]] = deque()
         self.dlq_topic = dlq_topic
         self.stats = DeliveryStats()
+        self.delivery_latency = Buckets(DELIVERY_BUCKETS)  # trades: produce() to acknowledgement
+        self.event_lag = Buckets(EVENT_LAG_BUCKETS)  # trades: ingest time minus trade time
         self.encoder = TradeEncoder()
         self._prefix = b"\x00" + schema_id.to_bytes(4, "big")  # Confluent framing: magic byte + schema id
         self._keys: dict[str, bytes] = {}
@@ -126,6 +129,9 @@ class KafkaSink:
         if err is None:
             if is_trade:
                 self.stats.trades_acknowledged += 1
+                latency = msg.latency()
+                if latency is not None:
+                    self.delivery_latency.observe(latency)
             else:
                 self.stats.dead_letters_acknowledged += 1
             return
@@ -173,7 +179,9 @@ class KafkaSink:
         key = self._keys.get(trade.symbol)
         if key is None:
             key = self._keys[trade.symbol] = trade.symbol.encode()
-        body = self.encoder.encode_trade(trade, int(time.time() * 1000))
+        now_ms = int(time.time() * 1000)
+        body = self.encoder.encode_trade(trade, now_ms)
+        self.event_lag.observe((now_ms - trade.trade_time) / 1000)
         self._produce(self.topic, self._prefix + body, key)
         self.stats.trades_sent += 1
 

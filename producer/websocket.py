@@ -157,6 +157,15 @@ class StreamConnection:
         self._name = url.split("?")[0]
         self._streams = url.count("@")
 
+    @property
+    def connected(self) -> bool:
+        """An open connection is serving this stream list (read by the metrics collector)."""
+        return self._current is not None and self._current.close_code is None
+
+    @property
+    def streams(self) -> int:
+        return self._streams
+
     # -- opening -------------------------------------------------------------------------------------
     async def _fail(self, why: str, at_least: float = 0.0) -> None:
         """Count a failed attempt and wait out its backoff."""

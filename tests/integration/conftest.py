@@ -66,7 +66,8 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[LocalStack]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_") or k == "K2_CACHE_DIR"}
-    env.update(TEST_PORTS, K2_HOME=str(TEST_HOME))
+    # No producer metrics unless a test asks (K2_PRODUCER_METRICS_PORT): 9091 may be a developer's running producer.
+    env.update(TEST_PORTS, K2_HOME=str(TEST_HOME), K2_PRODUCER_METRICS_PORT="0")
     # Credentials for the S3 test's local moto server, made up per run: the Connect worker inherits
     # them and resolves the connector's ${env:AWS_*} references; they are written nowhere.
     env.update(AWS_ACCESS_KEY_ID=f"k2it{secrets.token_hex(4)}", AWS_SECRET_ACCESS_KEY=secrets.token_hex(16))

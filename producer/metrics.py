@@ -1,0 +1,149 @@
+"""The producer's Prometheus metrics, served by prometheus-client (`k2 produce --metrics-port`, 9091).
+
+The pipeline already counts everything its summary reports; a custom collector reads those counters
+when Prometheus scrapes, so the hot path pays nothing for counters. The two histograms are observed
+per trade, so they are kept as bucket counts by bisect (0.10 us an observation here, against 0.79 us
+for prometheus_client's Histogram.observe, measured with timeit: two per trade would cost the
+producer about 10% at 67,000 trades/s) and handed to the collector as a HistogramMetricFamily.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import ProducerError
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
+    from .app import Pipeline
+
+log = logging.getLogger("k2.producer")
+
+METRICS_PORT = 9091  # the seed's port for the Binance stream's metrics
+# Seconds. Delivery: librdkafka's produce() to acknowledgement (linger 20 ms, acks=all). Event lag: the
+# producer's ingest time minus the exchange's trade time (network, reconnects, backfill).
+DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+EVENT_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+class Buckets:
+    """A histogram's counts per bucket and sum, observed in about 0.1 us (see the module docstring)."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Iterable[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        total, out = 0, []
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+            total += count
+            out.append((bound, float(total)))
+        return out
+
+
+def _collector(pipeline: Pipeline) -> Collector:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+    from prometheus_client.registry import Collector
+
+    def counter(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> CounterMetricFamily:
+        family = CounterMetricFamily(name, doc, labels=list(labels or {}))
+        family.add_metric(list((labels or {}).values()), value)
+        return family
+
+    def per_label(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+        family = CounterMetricFamily(name, doc, labels=[label])
+        for key, value in sorted(values.items()):
+            family.add_metric([key], value)
+        return family
+
+    def histogram(name: str, doc: str, buckets: Buckets) -> HistogramMetricFamily:
+        return HistogramMetricFamily(name, doc, buckets=buckets.cumulative(), sum_value=buckets.sum)
+
+    class ProducerCollector(Collector):
+        def collect(self) -> Iterator[Any]:
+            seq, sink = pipeline.sequencer.stats, pipeline.sink
+            delivery, conns = sink.stats, pipeline.connection_stats
+            up = GaugeMetricFamily(
+                "k2_connection_up", "1 while the WebSocket connection is open.", labels=["connection", "streams"]
+            )
+            for index, connection in enumerate(pipeline.connections):
+                up.add_metric([str(index), str(connection.streams)], 1.0 if connection.connected else 0.0)
+            yield up
+            yield per_label("k2_frames_received", "Frames received, per symbol.", "symbol", pipeline.frames_by_symbol)
+            yield per_label(
+                "k2_trades_received", "Trades received live, per symbol.", "symbol", pipeline.trades_by_symbol
+            )
+            yield counter("k2_trades_sent", "Trades handed to Kafka.", delivery.trades_sent)
+            yield counter("k2_trades_acknowledged", "Trades Kafka acknowledged.", delivery.trades_acknowledged)
+            yield counter(
+                "k2_duplicates_dropped", "Repeated trades dropped (reconnect overlaps).", seq.duplicates_dropped
+            )
+            yield counter("k2_gaps_detected", "Gaps in a symbol's trade ids.", seq.gaps_detected)
+            yield counter("k2_gaps_backfilled", "Gaps closed by REST backfill.", seq.gaps_backfilled)
+            yield counter("k2_gap_trades_backfilled", "Trades recovered by REST backfill.", seq.trades_backfilled)
+            yield counter("k2_gap_trades_absent", "Trade ids REST showed never existed.", seq.trades_absent)
+            yield counter("k2_gaps_unrecovered", "Gaps given up after --gap-timeout.", seq.gaps_unrecovered)
+            yield counter("k2_gap_trades_unrecovered", "Trades lost in unrecovered gaps.", seq.trades_unrecovered)
+            yield per_label(
+                "k2_dead_lettered",
+                "Frames sent to the dead-letter topic, per reason.",
+                "reason",
+                pipeline.dead_by_reason,
+            )
+            failures = delivery.trade_failures + delivery.dead_letter_failures
+            yield counter("k2_delivery_failures", "Records Kafka did not take (after retries).", failures)
+            yield counter("k2_reconnects", "WebSocket reconnects after a drop or a silence.", conns.reconnects)
+            yield counter("k2_rotations", "Planned WebSocket rotations (age, serverShutdown).", conns.rotations)
+            rest = pipeline.rest
+            yield counter("k2_backfill_requests", "REST historicalTrades requests.", rest.requests_made if rest else 0)
+            yield counter(
+                "k2_rest_errors", "REST requests that failed (429, 418, 5xx, network).", rest.errors if rest else 0
+            )
+            yield GaugeMetricFamily(
+                "k2_trades_held", "Trades waiting behind a gap.", value=pipeline.sequencer.held_count()
+            )
+            yield histogram("k2_delivery_latency_seconds", "produce() to Kafka acknowledgement.", sink.delivery_latency)
+            yield histogram("k2_event_lag_seconds", "Ingest time minus trade time.", sink.event_lag)
+
+    return ProducerCollector()
+
+
+class MetricsServer:
+    """prometheus-client's HTTP server for one pipeline, on loopback by default; 0 turns it off."""
+
+    def __init__(self, pipeline: Pipeline, port: int, host: str = "127.0.0.1") -> None:
+        self.port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        if port == 0:
+            return
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_collector(pipeline))
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        except OSError as exc:
+            raise ProducerError(
+                f"metrics port {host}:{port} is not free ({exc.strerror}): another producer may be serving there; "
+                "pass --metrics-port with another port, or 0 for no metrics"
+            ) from exc
+        log.info("metrics on http://%s:%d/metrics", host, port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
