@@ -71,7 +71,7 @@ from .settings import Settings
     default=9091,
     show_default=True,
     envvar="K2_PRODUCER_METRICS_PORT",
-    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while producing; 0: off.  [env: K2_PRODUCER_METRICS_PORT]",
+    help="Prometheus metrics on 127.0.0.1:PORT/metrics while producing; 0: off.  [env: K2_PRODUCER_METRICS_PORT]",
 )
 @click.option(
     "--dry-run",

@@ -100,7 +100,7 @@ def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bo
     default=9091,
     show_default=True,
     envvar="K2_PRODUCER_METRICS_PORT",
-    help="The producer's Prometheus metrics on 127.0.0.1:PORT/metrics; 0 turns them off.  [env: K2_PRODUCER_METRICS_PORT]",
+    help="The producer's Prometheus metrics on 127.0.0.1:PORT/metrics; 0: off.  [env: K2_PRODUCER_METRICS_PORT]",
 )
 @click.option(
     "--dry-run",

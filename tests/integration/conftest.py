@@ -66,7 +66,7 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[LocalStack]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_") or k == "K2_CACHE_DIR"}
-    # No producer metrics unless a test asks (K2_PRODUCER_METRICS_PORT): 9091 may be a developer's running producer.
+    # No producer metrics unless a test asks (K2_PRODUCER_METRICS_PORT): 9091 may be a developer's producer.
     env.update(TEST_PORTS, K2_HOME=str(TEST_HOME), K2_PRODUCER_METRICS_PORT="0")
     # Credentials for the S3 test's local moto server, made up per run: the Connect worker inherits
     # them and resolves the connector's ${env:AWS_*} references; they are written nowhere.
