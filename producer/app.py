@@ -148,7 +148,7 @@ class Pipeline:
         except BadFrame as exc:
             self.sink.dead_letter(raw, exc.reason, exc.symbol, source)
             self.dead_lettered += 1
-            self.dead_by_reason[exc.reason] = self.dead_by_reason.get(exc.reason, 0) + 1
+            self.dead_by_reason[exc.kind] = self.dead_by_reason.get(exc.kind, 0) + 1
             symbol = exc.symbol or ""
             self.frames_by_symbol[symbol] = self.frames_by_symbol.get(symbol, 0) + 1
             return False

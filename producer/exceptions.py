@@ -6,12 +6,14 @@ class ProducerError(RuntimeError):
 
 
 class BadFrame(ValueError):
-    """A frame that is not a valid trade; ``reason`` goes to the dead-letter header."""
+    """A frame that is not a valid trade; ``reason`` goes to the dead-letter header, ``kind`` (one of a
+    few fixed words, never a value from the frame) labels the dead-letter metric."""
 
-    def __init__(self, reason: str, symbol: str | None = None) -> None:
+    def __init__(self, reason: str, symbol: str | None = None, kind: str = "invalid_trade") -> None:
         super().__init__(reason)
         self.reason = reason
         self.symbol = symbol
+        self.kind = kind
 
 
 class BackfillError(RuntimeError):

@@ -41,26 +41,26 @@ SHUTDOWN = ServerShutdown()
 def parse_decimal(value: Any, field: str) -> int:
     """A positive decimal string with at most 8 decimals -> unscaled integer; never through float."""
     if not isinstance(value, str):
-        raise BadFrame(f"{field} is {type(value).__name__}, not a decimal string")
+        raise BadFrame(f"{field} is {type(value).__name__}, not a decimal string", kind="bad_decimal")
     whole, dot, fraction = value.partition(".")
     if not (whole.isascii() and whole.isdigit()) or (dot and not (fraction.isascii() and fraction.isdigit())):
-        raise BadFrame(f"{field} {value[:40]!r} is not a positive decimal")
+        raise BadFrame(f"{field} {value[:40]!r} is not a positive decimal", kind="bad_decimal")
     if len(fraction) > SCALE:
         if fraction[SCALE:].strip("0"):
-            raise BadFrame(f"{field} {value[:40]!r} has more than {SCALE} decimal places")
+            raise BadFrame(f"{field} {value[:40]!r} has more than {SCALE} decimal places", kind="bad_decimal")
         fraction = fraction[:SCALE]
     unscaled = int(whole + fraction.ljust(SCALE, "0"))
     if unscaled <= 0:
-        raise BadFrame(f"{field} {value!r} is not positive")
+        raise BadFrame(f"{field} {value!r} is not positive", kind="bad_decimal")
     if unscaled > MAX_UNSCALED:
-        raise BadFrame(f"{field} {value[:40]!r} does not fit decimal({PRECISION},{SCALE})")
+        raise BadFrame(f"{field} {value[:40]!r} does not fit decimal({PRECISION},{SCALE})", kind="decimal_overflow")
     return unscaled
 
 
 def _integer(data: dict[str, Any], key: str, field: str) -> int:
     value = data.get(key)
     if type(value) is not int or value < 0:  # bool is an int subclass: excluded on purpose
-        raise BadFrame(f"{field} ({key}) is missing or not a non-negative integer")
+        raise BadFrame(f"{field} ({key}) is missing or not a non-negative integer", kind="bad_field")
     return value
 
 
@@ -68,7 +68,7 @@ def trade_from_event(data: dict[str, Any], source: str) -> Trade:
     """A Binance ``trade`` event payload -> Trade."""
     symbol = data.get("s")
     if not isinstance(symbol, str) or not is_symbol(symbol):  # Unicode letters allowed: see exchange.py
-        raise BadFrame("symbol (s) is missing or not a symbol")
+        raise BadFrame("symbol (s) is missing or not a symbol", kind="bad_field")
     symbol = normalize_symbol(symbol)
     try:
         trade_id = _integer(data, "t", "trade_id")
@@ -78,7 +78,7 @@ def trade_from_event(data: dict[str, Any], source: str) -> Trade:
         event_time = _integer(data, "E", "event_time")
         maker = data.get("m")
         if type(maker) is not bool:
-            raise BadFrame("is_buyer_maker (m) is missing or not a boolean")
+            raise BadFrame("is_buyer_maker (m) is missing or not a boolean", kind="bad_field")
     except BadFrame as exc:
         exc.symbol = symbol
         raise
@@ -91,12 +91,12 @@ def parse_frame(raw: bytes | str, source: str = "ws") -> Trade | Control | Serve
     try:
         message = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise BadFrame("invalid JSON") from None
+        raise BadFrame("invalid JSON", kind="invalid_json") from None
     if not isinstance(message, dict):
-        raise BadFrame("frame is not a JSON object")
+        raise BadFrame("frame is not a JSON object", kind="not_an_object")
     data = message.get("data", message) if "stream" in message else message
     if not isinstance(data, dict):
-        raise BadFrame("data is not a JSON object")
+        raise BadFrame("data is not a JSON object", kind="not_an_object")
     event = data.get("e")
     if event == "trade":
         return trade_from_event(data, source)
@@ -104,7 +104,7 @@ def parse_frame(raw: bytes | str, source: str = "ws") -> Trade | Control | Serve
         return SHUTDOWN
     if event is None and "id" in message and ("result" in message or "error" in message):
         return CONTROL
-    raise BadFrame(f"not a trade event (e={str(event)[:30]!r})")
+    raise BadFrame(f"not a trade event (e={str(event)[:30]!r})", kind="not_a_trade")
 
 
 def trade_from_rest(symbol: str, item: Any) -> Trade:

@@ -98,7 +98,7 @@ def _collector(pipeline: Pipeline) -> Collector:
             yield counter("k2_gap_trades_unrecovered", "Trades lost in unrecovered gaps.", seq.trades_unrecovered)
             yield per_label(
                 "k2_dead_lettered",
-                "Frames sent to the dead-letter topic, per reason.",
+                "Frames sent to the dead-letter topic, per kind of defect.",
                 "reason",
                 pipeline.dead_by_reason,
             )
