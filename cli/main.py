@@ -13,7 +13,18 @@ import click
 from k2.stack.manager import default_home, stack_ports
 from k2.stack.services import urls
 
-from . import connect_cmd, ksql_cmd, produce_cmd, query_cmd, run_cmd, schemas_cmd, stack_cmd, tables_cmd, topics_cmd
+from . import (
+    connect_cmd,
+    ksql_cmd,
+    produce_cmd,
+    query_cmd,
+    run_cmd,
+    schemas_cmd,
+    stack_cmd,
+    status_cmd,
+    tables_cmd,
+    topics_cmd,
+)
 from .settings import Settings
 
 
@@ -92,6 +103,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: bool, **urls_given: str 
 
 
 cli.add_command(run_cmd.run)
+cli.add_command(status_cmd.status)
 cli.add_command(stack_cmd.stack)
 cli.add_command(topics_cmd.topics)
 cli.add_command(schemas_cmd.schemas)

@@ -1,0 +1,332 @@
+"""``k2 status``: one screen for the whole pipeline, from each component's own API."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from .options import DURATION
+from .output import emit, format_option
+from .settings import Settings
+
+ROW_COLUMNS = ("part", "name", "state", "detail")
+
+
+def _services(settings: Settings) -> list[dict[str, Any]]:
+    from k2.stack.manager import Stack, default_cache, stack_ports
+    from k2.stack.services import Context
+
+    from .run_cmd import _local, _reachable
+
+    if not _local(settings):
+        return [{"name": r["service"], "url": r["url"], "state": r["state"]} for r in _reachable(settings)]
+    states = Stack(Context(settings.home, default_cache(), stack_ports(settings.home))).states()
+    if all(s.pid is None for s in states):  # not ours: services on the local ports (Docker Compose) count
+        return [{"name": r["service"], "url": r["url"], "state": r["state"]} for r in _reachable(settings)]
+    return [{"name": s.service, "url": s.url, "state": s.state} for s in states]
+
+
+def _producer(url: str) -> dict[str, Any]:
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = requests.get(url, timeout=2).text
+    except requests.RequestException:
+        return {"state": "not running", "url": url}
+    values: dict[str, float] = {}
+    connections = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "k2_connection_up":
+                connections.append(sample.value)
+            elif not sample.labels or sample.name.endswith("_count"):
+                values[sample.name] = sample.value
+            else:
+                values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    connected = bool(connections) and all(connections)
+    lag_count = values.get("k2_event_lag_seconds_count", 0.0)
+    return {
+        "state": "connected" if connected else "disconnected",
+        "url": url,
+        "connections": f"{int(sum(connections))}/{len(connections)}",
+        "trades_acknowledged": int(values.get("k2_trades_acknowledged_total", 0)),
+        "gap_trades_unrecovered": int(values.get("k2_gap_trades_unrecovered_total", 0)),
+        "dead_lettered": int(values.get("k2_dead_lettered_total", 0)),
+        "mean_event_lag_s": round(values.get("k2_event_lag_seconds_sum", 0.0) / lag_count, 3) if lag_count else None,
+    }
+
+
+def _connectors_and_lag(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Our connectors (connect/*.json) with task states, and per partition of each sink's topics the
+    topic's end offset against the sink group's committed offset."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    from k2.connect.deploy import ConnectClient, connector_files, load_connector
+    from k2.schemas.topics import admin_client
+
+    client = ConnectClient(settings.connect_url, timeout=10)
+    deployed = set(client.names())
+    connectors, lag = [], []
+    admin = admin_client(settings.bootstrap_servers)
+    for path in connector_files():
+        name = load_connector(path).name
+        status = client.status(name) if name in deployed else None
+        if status is None:
+            connectors.append({"name": name, "state": "not deployed", "tasks": ""})
+            continue
+        tasks = status.get("tasks", [])
+        connectors.append(
+            {
+                "name": name,
+                "state": status["connector"]["state"],
+                "tasks": ",".join(f"{t['id']}:{t['state']}" for t in tasks),
+            }
+        )
+        config = client.config(name) or {}
+        topics = [t.strip() for t in config.get("topics", "").split(",") if t.strip()]
+        group = f"connect-{name}"
+        future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+        committed = {(tp.topic, tp.partition): tp.offset for tp in future.result(timeout=10).topic_partitions}
+        metadata = admin.list_topics(timeout=10)
+        partitions = [
+            TopicPartition(t, p) for t in topics if t in metadata.topics for p in metadata.topics[t].partitions
+        ]
+        if not partitions:
+            continue
+        ends = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions})
+        for tp, result in sorted(ends.items(), key=lambda item: (item[0].topic, item[0].partition)):
+            end = result.result(timeout=10).offset
+            done = committed.get((tp.topic, tp.partition), -1)
+            lag.append(
+                {
+                    "group": group,
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "end_offset": end,
+                    "committed": done if done >= 0 else None,
+                    "lag": end - max(done, 0),
+                }
+            )
+    return connectors, lag
+
+
+def _dead_letters(settings: Settings) -> dict[str, Any]:
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    from k2.schemas.contract import load_topics
+    from k2.schemas.topics import admin_client
+
+    topic = load_topics()["trades-dlq"].name
+    admin = admin_client(settings.bootstrap_servers)
+    metadata = admin.list_topics(topic, timeout=10)
+    if topic not in metadata.topics or metadata.topics[topic].error is not None:
+        return {"topic": topic, "count": None}
+    partitions = [TopicPartition(topic, p) for p in metadata.topics[topic].partitions]
+    ends = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions})
+    starts = admin.list_offsets({tp: OffsetSpec.earliest() for tp in partitions})
+    count = sum(ends[tp].result(timeout=10).offset - starts[tp].result(timeout=10).offset for tp in partitions)
+    return {"topic": topic, "count": count}
+
+
+def _tables(settings: Settings) -> list[dict[str, Any]]:
+    from k2.connect.tables import load_table_specs
+    from k2.query.engine import Lake
+    from k2.query.exceptions import QueryError
+
+    lake = Lake(settings.catalog_uri)
+    now_ms = time.time() * 1000
+    rows = []
+    for identifier in load_table_specs():
+        try:
+            metadata = lake.metadata(identifier)
+        except QueryError:
+            rows.append({"name": identifier, "state": "missing"})
+            continue
+        snapshots = metadata.get("snapshots", [])
+        current = next((s for s in snapshots if s["snapshot-id"] == metadata.get("current-snapshot-id")), None)
+        summary = current.get("summary", {}) if current else {}
+        row: dict[str, Any] = {
+            "name": identifier,
+            "state": "ok" if current else "empty",
+            "last_commit_age_s": round((now_ms - current["timestamp-ms"]) / 1000, 1) if current else None,
+            "data_files": int(summary.get("total-data-files", 0)),
+            "bytes": int(summary.get("total-files-size", 0)),
+            "records": int(summary.get("total-records", 0)),
+            "snapshots": len(snapshots),
+            "freshness_s": None,
+        }
+        if current:
+            columns, found = lake.rows(f"SELECT max(trade_time) FROM {identifier}")
+            newest = found[0][0] if found else None
+            if isinstance(newest, datetime):
+                row["freshness_s"] = round(datetime.now(UTC).timestamp() - newest.timestamp(), 1)
+        rows.append(row)
+    return rows
+
+
+def _ksql(settings: Settings) -> dict[str, Any]:
+    from k2.ksql.client import KsqlClient, KsqlError
+
+    client = KsqlClient(settings.ksql_url, timeout=5)
+    try:
+        info = client.info()
+        queries = client.execute("SHOW QUERIES;")[0].get("queries", [])
+    except KsqlError:
+        return {"state": "not answering (ksqlDB runs in Compose only)", "url": settings.ksql_url, "queries": []}
+    return {
+        "state": "answering",
+        "url": settings.ksql_url,
+        "version": info.get("version", ""),
+        "queries": [{"id": q.get("id"), "state": q.get("state")} for q in queries],
+    }
+
+
+def gather(
+    settings: Settings, producer_url: str, require_producer: bool, max_lag: int, max_commit_age: float
+) -> dict[str, Any]:
+    """Every part's state, and the list of what is unhealthy (empty when all is well)."""
+    unhealthy: list[str] = []
+    status: dict[str, Any] = {"checked_at": datetime.now(UTC), "services": _services(settings)}
+    unhealthy += [
+        f"service {s['name']} {s['state']}" for s in status["services"] if s["state"] not in ("running", "answering")
+    ]
+    status["producer"] = _producer(producer_url)
+    if require_producer and status["producer"]["state"] != "connected":
+        unhealthy.append(f"producer {status['producer']['state']}")
+    if require_producer and status["producer"].get("gap_trades_unrecovered"):
+        unhealthy.append(f"producer lost {status['producer']['gap_trades_unrecovered']} trades in unrecovered gaps")
+    reachable = {s["name"] for s in status["services"] if s["state"] in ("running", "answering")}
+    status["connectors"], status["lag"], status["tables"], status["dead_letters"] = [], [], [], {}
+    if {"kafka", "connect"} <= reachable:
+        status["connectors"], status["lag"] = _connectors_and_lag(settings)
+        unhealthy += [
+            f"connector {c['name']} {c['state']}" + (f" (tasks {c['tasks']})" if c["tasks"] else "")
+            for c in status["connectors"]
+            if c["state"] != "RUNNING" or any(not t.endswith(":RUNNING") for t in c["tasks"].split(",") if t)
+        ]
+    if "kafka" in reachable:
+        status["dead_letters"] = _dead_letters(settings)
+    total_lag = sum(row["lag"] for row in status["lag"])
+    if total_lag > max_lag:
+        unhealthy.append(f"sink lag {total_lag} > {max_lag} records")
+    if "catalog" in reachable:
+        status["tables"] = _tables(settings)
+        for table in status["tables"]:
+            age = table.get("last_commit_age_s")
+            if table["state"] == "missing":
+                unhealthy.append(f"table {table['name']} missing (k2 tables apply)")
+            elif total_lag and age is not None and age > max_commit_age:
+                unhealthy.append(f"table {table['name']} last commit {age:.0f}s ago while the sink lags {total_lag}")
+    status["ksql"] = _ksql(settings)
+    status["unhealthy"] = unhealthy
+    status["healthy"] = not unhealthy
+    return status
+
+
+def rows(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The status as part/name/state/detail rows (table and CSV)."""
+    out = [{"part": "service", "name": s["name"], "state": s["state"], "detail": s["url"]} for s in status["services"]]
+    producer = status["producer"]
+    detail = ", ".join(f"{k} {v}" for k, v in producer.items() if k not in ("state", "url") and v is not None)
+    out.append({"part": "producer", "name": producer["url"], "state": producer["state"], "detail": detail})
+    for c in status["connectors"]:
+        tasks = f"tasks {c['tasks']}" if c["tasks"] else ""
+        out.append({"part": "connector", "name": c["name"], "state": c["state"], "detail": tasks})
+    for row in status["lag"]:
+        name = f"{row['topic']}[{row['partition']}]"
+        detail = f"end {row['end_offset']}, committed {row['committed']} ({row['group']})"
+        out.append({"part": "lag", "name": name, "state": row["lag"], "detail": detail})
+    for t in status["tables"]:
+        detail = ", ".join(f"{k} {v}" for k, v in t.items() if k not in ("name", "state"))
+        out.append({"part": "table", "name": t["name"], "state": t["state"], "detail": detail})
+    if status["dead_letters"]:
+        dead = status["dead_letters"]
+        count = "topic missing (k2 topics apply)" if dead["count"] is None else dead["count"]
+        out.append({"part": "dead letters", "name": dead["topic"], "state": count, "detail": ""})
+    ksql = status["ksql"]
+    queries = ", ".join(f"{q['id']} {q['state']}" for q in ksql["queries"])
+    out.append({"part": "ksqldb", "name": ksql["url"], "state": ksql["state"], "detail": queries})
+    verdict = "healthy" if status["healthy"] else "UNHEALTHY"
+    out.append({"part": "pipeline", "name": "", "state": verdict, "detail": "; ".join(status["unhealthy"])})
+    return out
+
+
+@click.command()
+@click.option(
+    "--producer-metrics",
+    default="http://127.0.0.1:9091/metrics",
+    show_default=True,
+    help="The producer's metrics URL (`k2 produce --metrics-port`).",
+)
+@click.option("--require-producer", is_flag=True, help="A producer that is not running and connected is unhealthy.")
+@click.option(
+    "--max-lag",
+    type=click.IntRange(min=0),
+    default=50_000,
+    show_default=True,
+    help="Sink lag (records) that is unhealthy.",
+)
+@click.option(
+    "--max-commit-age",
+    type=DURATION,
+    default="5m",
+    show_default=True,
+    help="Unhealthy when the last Iceberg commit is older than this while the sink lags.",
+)
+@click.option("--watch", is_flag=True, help="Refresh every --interval until Ctrl-C (jsonl: one line per refresh).")
+@click.option(
+    "--interval", type=DURATION, default="5s", show_default=True, help="With --watch: time between refreshes."
+)
+@format_option()
+@click.pass_obj
+def status(
+    settings: Settings,
+    producer_metrics: str,
+    require_producer: bool,
+    max_lag: int,
+    max_commit_age: float,
+    watch: bool,
+    interval: float,
+    fmt: str,
+) -> None:
+    """One screen for the whole pipeline; exits 1 naming what is unhealthy.
+
+    Stack services (or the services at the given URLs), the producer (from its metrics; not running is
+    shown, and unhealthy only with --require-producer), each connector of connect/*.json with its
+    tasks, the sink's lag per partition (the topic's end offset against the sink group's committed
+    offset), each declared table's last commit age, end-to-end freshness (now minus the newest
+    trade_time), data files, bytes and snapshots, the dead-letter count, and ksqlDB's queries when it
+    answers. Unhealthy: a service down, a connector or task not RUNNING, lag above --max-lag, a table
+    missing, or its last commit older than --max-commit-age while the sink lags.
+
+    \b
+    Examples:
+      k2 status
+      k2 status --format json | jq '.[0].lag'
+      k2 status --watch --interval 10s
+      k2 status --require-producer --max-lag 10000 || alert-someone
+    """
+    while True:
+        found = gather(settings, producer_metrics, require_producer, max_lag, max_commit_age)
+        if fmt in ("json", "jsonl"):
+            emit([found], fmt)
+        else:
+            if watch and fmt == "table" and sys.stdout.isatty():
+                click.clear()
+            emit(rows(found), fmt, ROW_COLUMNS)
+        if not watch:
+            break
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return
+    if not found["healthy"]:
+        click.echo(f"Error: unhealthy: {'; '.join(found['unhealthy'])}", err=True)
+        sys.exit(1)
