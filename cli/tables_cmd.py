@@ -90,6 +90,14 @@ def snapshots(settings: Settings, table: str, fmt: str) -> None:
     "--interval", type=POSITIVE_DURATION, default="60s", show_default=True, help="With --watch: time between cycles."
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    envvar="K2_MAINTAINER_METRICS_PORT",
+    help="With --watch: Prometheus metrics (files, snapshots, last commit age per table) on 127.0.0.1:PORT; "
+    "0: off.  [env: K2_MAINTAINER_METRICS_PORT]",
+)
+@click.option(
     "--heartbeat",
     type=click.Path(dir_okay=False, path_type=Path),
     help="With --watch: a file rewritten with a JSON status after every table and cycle (a health check).",
@@ -104,6 +112,7 @@ def maintain(
     dry_run: bool,
     watch: bool,
     interval: float,
+    metrics_port: int,
     heartbeat: Path | None,
     fmt: str,
 ) -> None:
@@ -172,6 +181,7 @@ def maintain(
                 every,
                 heartbeat=heartbeat,
                 policies=policies,
+                metrics_port=metrics_port,
             )
         except KeyboardInterrupt:
             return

@@ -404,3 +404,12 @@ def normalised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             item[key] = Decimal(value) if key not in ("symbol", "interval_start", "trade_count") else value
         out.append(item)
     return out
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a metrics server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

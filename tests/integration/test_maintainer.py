@@ -31,10 +31,13 @@ from k2.producer.standin import BinanceStandIn
 from .conftest import LocalStack, unique
 from .helpers import (
     SYMBOLS,
+    arrow,
     assert_table_holds_exactly,
     connector_copy,
     deploy,
+    free_port,
     make_topics,
+    make_trades,
     produce_cmd,
     produce_summary,
     table_spec,
@@ -280,3 +283,36 @@ def test_stack_runs_the_maintainer_and_reports_it(local_stack: LocalStack) -> No
     heartbeat = Path(rows["maintainer"]["url"])
     status = json.loads(heartbeat.read_text())
     assert status["pid"] == rows["maintainer"]["pid"]
+
+
+def test_the_watcher_serves_each_tables_state_as_metrics(local_stack: LocalStack, tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    catalog = rest_catalog(local_stack.catalog_uri)
+    identifier = f"{unique('mm')}.trades"
+    apply_table(catalog, table_spec(identifier))
+    table = catalog.load_table(identifier)
+    for seed in range(3):
+        table.append(arrow(make_trades(200, seed=seed), table))
+    port = free_port()
+    watcher = watch_process(local_stack, identifier, "--metrics-port", str(port))
+    try:
+        values: dict[tuple[str, str], float] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and ("k2_table_records", identifier) not in values:
+            time.sleep(1)
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except requests.ConnectionError:
+                continue
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    values[(sample.name, sample.labels.get("table", ""))] = sample.value
+    finally:
+        watcher.terminate()
+        _, err = watcher.communicate(timeout=60)
+    assert values.get(("k2_table_records", identifier)) == 600, err
+    assert values[("k2_table_data_files", identifier)] >= 1
+    assert values[("k2_table_snapshots", identifier)] >= 1
+    assert 0 <= values[("k2_table_last_commit_age_seconds", identifier)] < 120
+    assert values[("k2_maintainer_cycles_total", "")] >= 1

@@ -15,7 +15,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from k2.producer.standin import BinanceStandIn, Script
 
 from .conftest import LocalStack
-from .helpers import BAD_FRAMES, SYMBOLS, make_events, make_topics, produce_cmd, produce_summary, start_producer
+from .helpers import (
+    BAD_FRAMES,
+    SYMBOLS,
+    free_port,
+    make_events,
+    make_topics,
+    produce_cmd,
+    produce_summary,
+    start_producer,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -23,12 +32,6 @@ pytestmark = pytest.mark.integration
 # was a label name outside it.
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -49,7 +52,7 @@ def _value(samples: dict[Any, float], name: str, **labels: str) -> float:
 def test_metrics_move_with_traffic_and_every_name_is_valid(local_stack: LocalStack) -> None:
     topic, dlq = make_topics(local_stack)
     events = make_events(3000, seed=23)
-    port = _free_port()
+    port = free_port()
     script = Script(disconnect_at={1500}, bad_frames={200: list(BAD_FRAMES.values())})
     with BinanceStandIn(events, rate=300, script=script) as server:
         args = produce_cmd(server, topic, dlq, "--max-messages", str(len(events)), "--duration", "3m")
