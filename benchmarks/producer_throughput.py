@@ -20,9 +20,12 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import socket
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -52,16 +55,42 @@ def _topic(bootstrap: str, prefix: str) -> str:
     return name
 
 
-def run_ours(frames: Path, bootstrap: str, registry: str, queue: Any) -> None:
+def run_ours(frames: Path, bootstrap: str, registry: str, queue: Any, metrics_port: int = 0) -> None:
     _pin()
     from k2.producer.app import ProduceOptions, run_replay
 
     topic = _topic(bootstrap, "ours")
-    options = ProduceOptions(bootstrap, registry, topic, topic + ".dlq", replay=frames, rest_url=None)
+    options = ProduceOptions(
+        bootstrap, registry, topic, topic + ".dlq", replay=frames, rest_url=None, metrics_port=metrics_port
+    )
+    scrapes = 0
+    done = threading.Event()
+
+    def scrape() -> None:  # as Prometheus would, but every second (the stack scrapes every 5 s)
+        nonlocal scrapes
+        while not done.wait(1.0):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+                scrapes += 1
+            except OSError:
+                pass
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    if metrics_port:
+        scraper.start()
     started = time.perf_counter()
     summary = run_replay(options)
     elapsed = time.perf_counter() - started
-    queue.put({"acked": summary.trades_acknowledged, "seconds": elapsed, "rss_mb": _peak_rss_mb()})
+    done.set()
+    queue.put({"acked": summary.trades_acknowledged, "seconds": elapsed, "rss_mb": _peak_rss_mb(), "scrapes": scrapes})
+
+
+def run_ours_metered(frames: Path, bootstrap: str, registry: str, queue: Any) -> None:
+    """The same pipeline with --metrics-port: counters, both histograms, and a scrape every second."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    run_ours(frames, bootstrap, registry, queue, metrics_port=port)
 
 
 def run_straightforward(frames: Path, bootstrap: str, registry: str, queue: Any) -> None:
@@ -181,7 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         events = generate_events(["BTCUSDT", "ETHUSDT", "BNBUSDT"], args.trades / 1000, 1000, start, seed=3)
         count = write_frames(frames, events)
         results = {}
-        for name, target in (("ours", run_ours), ("straightforward", run_straightforward), ("floor", run_floor)):
+        pipelines = (
+            ("ours", run_ours),
+            ("ours, metrics on", run_ours_metered),
+            ("straightforward", run_straightforward),
+            ("floor", run_floor),
+        )
+        for name, target in pipelines:
             result = measure(target, frames, args.bootstrap_servers, args.registry_url)
             if result["acked"] != count:
                 print(f"{name}: only {result['acked']} of {count} acknowledged", file=sys.stderr)
@@ -190,10 +225,16 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = result
     ours, plain, floor = (results[k]["trades_per_s"] for k in ("ours", "straightforward", "floor"))
     print(f"{count:,} replayed trades, each pipeline pinned to CPU core {CORE}, acks=all, idempotent, zstd")
-    print(f"{'pipeline':<16} {'trades/s':>12} {'vs straightforward':>19} {'vs floor':>9} {'peak RSS MB':>12}")
+    print(f"{'pipeline':<17} {'trades/s':>12} {'vs straightforward':>19} {'vs floor':>9} {'peak RSS MB':>12}")
     for name, result in results.items():
         rate = result["trades_per_s"]
-        print(f"{name:<16} {rate:>12,.0f} {rate / plain:>18.2f}x {rate / floor:>8.2f}x {result['rss_mb']:>12.0f}")
+        print(f"{name:<17} {rate:>12,.0f} {rate / plain:>18.2f}x {rate / floor:>8.2f}x {result['rss_mb']:>12.0f}")
+    metered = results["ours, metrics on"]
+    cost = 1 - metered["trades_per_s"] / ours
+    print(
+        f"metrics on vs off: {metered['trades_per_s'] / ours:.3f}x ({cost:+.1%} cost, {metered['scrapes']} scrapes; "
+        f"target: within 5%, {'met' if cost <= 0.05 else 'NOT met'})"
+    )
     print(
         f"targets: ours >= 50,000/s ({'met' if ours >= 50_000 else 'NOT met'}), "
         f">= 1.5x straightforward ({'met' if ours >= 1.5 * plain else 'NOT met'}), "

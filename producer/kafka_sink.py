@@ -102,6 +102,7 @@ class KafkaSink:
         schema_id: int,
         block_when_full: bool = True,
         overflow_limit: int = OVERFLOW_LIMIT,
+        metered: bool = False,
         **overrides: Any,
     ) -> None:
         self.topic = topic
@@ -113,6 +114,7 @@ class KafkaSink:
         self._overflow: deque[tuple[str, bytes, bytes | None, Any]] = deque()
         self.dlq_topic = dlq_topic
         self.stats = DeliveryStats()
+        self.metered = metered  # histograms only when metrics are served
         self.delivery_latency = Buckets(DELIVERY_BUCKETS)  # trades: produce() to acknowledgement
         self.event_lag = Buckets(EVENT_LAG_BUCKETS)  # trades: ingest time minus trade time
         self.encoder = TradeEncoder()
@@ -129,8 +131,7 @@ class KafkaSink:
         if err is None:
             if is_trade:
                 self.stats.trades_acknowledged += 1
-                latency = msg.latency()
-                if latency is not None:
+                if self.metered and (latency := msg.latency()) is not None:
                     self.delivery_latency.observe(latency)
             else:
                 self.stats.dead_letters_acknowledged += 1
@@ -181,7 +182,8 @@ class KafkaSink:
             key = self._keys[trade.symbol] = trade.symbol.encode()
         now_ms = int(time.time() * 1000)
         body = self.encoder.encode_trade(trade, now_ms)
-        self.event_lag.observe((now_ms - trade.trade_time) / 1000)
+        if self.metered:
+            self.event_lag.observe((now_ms - trade.trade_time) / 1000)
         self._produce(self.topic, self._prefix + body, key)
         self.stats.trades_sent += 1
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("k2.producer")
 
 METRICS_PORT = 9091  # the seed's port for the Binance stream's metrics
+SCALE = 10**8  # trades carry decimals as unscaled integers (schemas/trade.avsc: decimal(28,8))
 # Seconds. Delivery: librdkafka's produce() to acknowledgement (linger 20 ms, acks=all). Event lag: the
 # producer's ingest time minus the exchange's trade time (network, reconnects, backfill).
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -85,6 +86,13 @@ def _collector(pipeline: Pipeline) -> Collector:
             yield per_label(
                 "k2_trades_received", "Trades received live, per symbol.", "symbol", pipeline.trades_by_symbol
             )
+            price = GaugeMetricFamily("k2_last_price", "Price of the last trade sent, per symbol.", labels=["symbol"])
+            volume = CounterMetricFamily("k2_volume", "Quantity traded (base asset), per symbol.", labels=["symbol"])
+            for symbol, units in sorted(pipeline.last_price.items()):
+                price.add_metric([symbol], units / SCALE)
+                volume.add_metric([symbol], pipeline.volume_units.get(symbol, 0) / SCALE)
+            yield price
+            yield volume
             yield counter("k2_trades_sent", "Trades handed to Kafka.", delivery.trades_sent)
             yield counter("k2_trades_acknowledged", "Trades Kafka acknowledged.", delivery.trades_acknowledged)
             yield counter(
