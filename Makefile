@@ -10,7 +10,7 @@ MYPY_SRC := $(VENV)/mypy-src
 PACKAGES := cli connect ksql producer query schemas stack
 MYPY   := MYPYPATH=$(MYPY_SRC) $(BIN)/mypy -p k2 && MYPYPATH=$(MYPY_SRC) $(BIN)/mypy tests benchmarks
 
-.PHONY: demo test lint unit integration stack-up stack-down install clean
+.PHONY: demo test lint unit integration stack-up stack-down install ui clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ $(MYPY_SRC)/k2/__init__.py: | $(STAMP)
 	touch $@
 
 install: $(STAMP)
+
+## Optional: kaskade, the terminal UI behind `k2 kafka-ui`.
+ui: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,ui]'
 
 ## The main job, end to end on the local stack (starts the stack if needed).
 demo: $(STAMP)

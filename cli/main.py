@@ -24,6 +24,7 @@ from . import (
     status_cmd,
     tables_cmd,
     topics_cmd,
+    ui_cmd,
 )
 from .settings import Settings
 
@@ -116,6 +117,7 @@ cli.add_command(query_cmd.query)
 cli.add_command(query_cmd.candles)
 cli.add_command(query_cmd.volume)
 cli.add_command(ksql_cmd.ksql)
+cli.add_command(ui_cmd.kafka_ui)
 
 
 def main() -> None:

@@ -41,12 +41,14 @@ NO_RECORDS = {
     ("stack", "logs"): "prints log lines as the services wrote them",
     ("binance-standin", "serve"): "a server: prints one line on stderr, then serves",
     ("binance-standin", "generate"): "writes frames to --out; prints one line",
+    ("kafka-ui",): "a terminal UI (kaskade) takes over the terminal",
 }
 # Commands whose records are query results (rows): parquet too.
 ROW_RESULTS = {("query",), ("candles",), ("volume",), ("ksql", "query")}
 # Commands that change nothing outside the process, and so need no --dry-run.
 READ_ONLY = {
     ("status",),
+    ("kafka-ui",),
     ("stack", "status"),
     ("stack", "logs"),
     ("topics", "list"),
