@@ -74,6 +74,13 @@ from .settings import Settings
     help="Prometheus metrics on 127.0.0.1:PORT/metrics while producing; 0: off.  [env: K2_PRODUCER_METRICS_PORT]",
 )
 @click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="K2_METRICS_HOST",
+    help="The address the metrics listen on (0.0.0.0 for Compose's metrics container).  [env: K2_METRICS_HOST]",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Check the topics, the schema, the symbols (live) or the replay's frames; send nothing.",
@@ -95,6 +102,7 @@ def produce(
     resume_budget: int,
     silence_timeout: float,
     metrics_port: int,
+    metrics_host: str,
     dry_run: bool,
     fmt: str,
 ) -> None:
@@ -139,6 +147,7 @@ def produce(
         resume_budget=resume_budget,
         silence_timeout=silence_timeout,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     if dry_run:
         emit_record(preflight(options), fmt)

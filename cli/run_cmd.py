@@ -66,7 +66,7 @@ def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bo
     if dry_run:
         plan = stack.plan()
         emit(plan, fmt, ("service", "url", "state", "action"))
-        return all(row["state"] == "running" for row in plan)
+        return all(row["state"] in ("running", "skipped") for row in plan)
     emit([s.as_dict() for s in stack.up(timeout, Progress())], fmt, ("service", "url", "state"))
     return True
 
@@ -103,6 +103,13 @@ def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bo
     help="The producer's Prometheus metrics on 127.0.0.1:PORT/metrics; 0: off.  [env: K2_PRODUCER_METRICS_PORT]",
 )
 @click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="K2_METRICS_HOST",
+    help="The address the metrics listen on (0.0.0.0 for Compose's metrics container).  [env: K2_METRICS_HOST]",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Show what each step would change (stack, topics, schemas, tables, connectors, ksqlDB); produce nothing.",
@@ -118,6 +125,7 @@ def run(
     duration: float | None,
     timeout: float,
     metrics_port: int,
+    metrics_host: str,
     dry_run: bool,
     fmt: str,
 ) -> None:
@@ -183,6 +191,7 @@ def run(
         # so there is nothing to resume from.
         resume=not standin,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     status = progress if progress.enabled else None
     started_ms = int(time.time() * 1000)

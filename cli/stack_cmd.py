@@ -29,10 +29,13 @@ def _stack(
 
 @click.group()
 def stack() -> None:
-    """Run the local stack as plain processes on loopback (no Docker).
+    """Run the local stack as plain processes on loopback (no Docker): Kafka, the schema registry, the
+    Iceberg REST catalog, Kafka Connect, the table maintainer, and the metrics server (VictoriaMetrics)
+    with its alert rules (vmalert).
 
     Jars are resolved from Maven Central once into K2_CACHE_DIR (default ~/.cache/k2), versions pinned
-    in stack/artifacts.toml; state lives in K2_HOME (default ./.k2).
+    in stack/artifacts.toml; the metrics server and vmalert are built once with `go install` (without
+    Go they are skipped, said in one line); state lives in K2_HOME (default ./.k2).
 
     \b
     Examples:
@@ -47,7 +50,7 @@ def _port_options(func: Any) -> Any:
     for name, var in reversed(list(Ports.ENV.items())):
         default = getattr(Ports(), name)
         func = click.option(
-            f"--{name}-port",
+            f"--{name.replace('_', '-')}-port",
             name.replace("-", "_") + "_port",
             type=click.IntRange(1, 65535),
             default=None,
@@ -120,7 +123,7 @@ def up(
             err=True,
         )
     wanted = {svc.name for svc in the_stack.selected(services)}
-    if any(s.state != "running" for s in states if s.service in wanted):
+    if any(not s.ok for s in states if s.service in wanted):
         sys.exit(1)
 
 
@@ -140,7 +143,7 @@ def status(settings: Settings, fmt: str) -> None:
     """
     states = _stack(settings).states()
     emit([s.as_dict() for s in states], fmt, STATUS_COLUMNS)
-    if any(s.state != "running" for s in states):
+    if any(not s.ok for s in states):
         sys.exit(1)
 
 

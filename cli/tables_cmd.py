@@ -98,6 +98,13 @@ def snapshots(settings: Settings, table: str, fmt: str) -> None:
     "0: off.  [env: K2_MAINTAINER_METRICS_PORT]",
 )
 @click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="K2_METRICS_HOST",
+    help="With --metrics-port: the address to listen on (0.0.0.0 in a container).  [env: K2_METRICS_HOST]",
+)
+@click.option(
     "--heartbeat",
     type=click.Path(dir_okay=False, path_type=Path),
     help="With --watch: a file rewritten with a JSON status after every table and cycle (a health check).",
@@ -113,6 +120,7 @@ def maintain(
     watch: bool,
     interval: float,
     metrics_port: int,
+    metrics_host: str,
     heartbeat: Path | None,
     fmt: str,
 ) -> None:
@@ -182,6 +190,7 @@ def maintain(
                 heartbeat=heartbeat,
                 policies=policies,
                 metrics_port=metrics_port,
+                metrics_host=metrics_host,
             )
         except KeyboardInterrupt:
             return

@@ -931,6 +931,7 @@ def watch(
     cycles: int | None = None,
     policies: dict[str, Policy] | None = None,
     metrics_port: int = 0,
+    metrics_host: str = "127.0.0.1",
 ) -> None:
     """Maintain each table (default: every table of connect/tables.toml that exists) once per interval.
 
@@ -944,7 +945,7 @@ def watch(
     state: dict[str, Any] = {"pid": os.getpid(), "interval_s": interval.total_seconds(), "tables": {}}
     totals: dict[str, dict[str, int]] = {}  # per table: files merged, snapshots expired, ... since start
     if metrics_port:
-        serve_metrics(state, totals, metrics_port)
+        serve_metrics(state, totals, metrics_port, metrics_host)
     _heartbeat(heartbeat, {**state, "at": datetime.now(UTC), "cycle": cycle})
     log.info("maintaining %s every %ss", ", ".join(names), interval.total_seconds())
     while cycles is None or cycle < cycles:
@@ -1019,8 +1020,8 @@ TABLE_GAUGES = {
 }
 
 
-def serve_metrics(state: dict[str, Any], totals: dict[str, dict[str, int]], port: int) -> None:
-    """The maintainer's state as Prometheus metrics (prometheus-client) on 127.0.0.1:port, read at scrape
+def serve_metrics(state: dict[str, Any], totals: dict[str, dict[str, int]], port: int, host: str = "127.0.0.1") -> None:
+    """The maintainer's state as Prometheus metrics (prometheus-client) on host:port, read at scrape
     time: per table its files, snapshots, bytes and the age of its last commit (end-to-end freshness of
     the sink), and what maintenance did since the maintainer started."""
     from collections.abc import Iterator
@@ -1064,10 +1065,10 @@ def serve_metrics(state: dict[str, Any], totals: dict[str, dict[str, int]], port
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MaintainerCollector())
     try:
-        start_http_server(port, addr="127.0.0.1", registry=registry)
+        start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        raise ConnectError(f"maintainer metrics port 127.0.0.1:{port} is not free ({exc.strerror})") from exc
-    log.info("metrics on http://127.0.0.1:%d/metrics", port)
+        raise ConnectError(f"maintainer metrics port {host}:{port} is not free ({exc.strerror})") from exc
+    log.info("metrics on http://%s:%d/metrics", host, port)
 
 
 def _max_files_per_partition(table: Table) -> int:

@@ -63,7 +63,8 @@ class ProduceOptions:
     resume_budget: int = RESUME_BUDGET  # records read back per partition to find each symbol's last trade
     silence_timeout: float = SILENCE_TIMEOUT_S
     max_url_length: int = MAX_URL_LENGTH
-    metrics_port: int = 0  # Prometheus metrics on 127.0.0.1:<port> while running; 0: none (`k2 produce`: 9091)
+    metrics_port: int = 0  # Prometheus metrics on <metrics_host>:<port> while running; 0: none (`k2 produce`: 9091)
+    metrics_host: str = "127.0.0.1"
 
 
 @dataclass
@@ -133,7 +134,9 @@ class Pipeline:
         self.started = time.monotonic()
         self.stop_requested = threading.Event()
         self._on_status = on_status
-        self.metrics = MetricsServer(self, options.metrics_port)  # last: it reads what is set above
+        self.metrics = MetricsServer(
+            self, options.metrics_port, options.metrics_host
+        )  # last: it reads what is set above
 
     # -- hot path ----------------------------------------------------------------------------
     def _emit(self, trade: Any) -> None:

@@ -1,1 +1,1 @@
-"""The K2 local stack: pinned JVM artifacts, service configs, and the process manager behind `k2 stack`."""
+"""The K2 local stack: pinned JVM artifacts and Go programs, service configs, and the manager behind `k2 stack`."""

@@ -8,31 +8,89 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .exceptions import StackError
-from .resolve import Component, ResolveError, is_resolved, load_components, resolve
-from .services import HOST, SERVICES, Context, Ports, Service, find_java, find_maven, service
+from .resolve import (
+    Component,
+    GoTool,
+    ResolveError,
+    build_go_tool,
+    is_built,
+    is_resolved,
+    load_components,
+    load_go_tools,
+    resolve,
+)
+from .services import (
+    HOST,
+    SERVICES,
+    Context,
+    Ports,
+    Service,
+    find_go,
+    find_java,
+    find_maven,
+    port_flag,
+    service,
+)
 
 Progress = Callable[[str], None]
-STATE_DIRS = ("logs", "run", "data", "kafka", "connect", "registry", "maintainer", "tmp")
+STATE_DIRS = ("logs", "run", "data", "kafka", "connect", "registry", "maintainer", "metrics", "alerts", "tmp")
 PORTS_FILE = "ports.json"
 WAREHOUSE_FILE = "warehouse.json"  # where the catalog's warehouse is, as the last `up` that started it said
+# States that need nothing done: a service skipped by `up` (its Go program could not be had) is not a failure.
+OK_STATES = ("running", "skipped")
+# What the other ports of a service are, in messages.
+PORT_ROLES = {
+    "maintainer": "the maintainer's metrics",
+    "controller": "the Kafka controller",
+    "kafka_jmx": "the broker's JMX exporter",
+    "connect_jmx": "the Connect worker's JMX exporter",
+}
 
 
 @dataclass(frozen=True)
 class ServiceState:
     service: str
     url: str
-    state: str  # running | starting | unhealthy | stopped | crashed
+    state: str  # running | unhealthy | stopped | crashed | skipped (by `up`: its Go program is missing)
     pid: int | None
     log: str
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @property
+    def ok(self) -> bool:
+        """Running, or skipped on purpose: what `up` and `status` should not fail for."""
+        return self.state in OK_STATES
+
+
+def go_skip_reason(tool: GoTool, cache: Path, go: str | None) -> str | None:
+    """Why a service run by a Go program cannot start now, with how to get it; None when it can (built
+    already, or Go is on PATH to build it)."""
+    if is_built(cache, tool):
+        return None
+    if go is None:
+        return f"Go not found; install Go {tool.go}+ (https://go.dev/dl), then `k2 stack up` again"
+    return None
+
+
+def skip_line(names: Iterable[str], reason: str) -> str:
+    """The one line `up` prints for the services it leaves out."""
+    return f"{', '.join(names)}: skipped ({reason})"
+
+
+def _notice(message: str) -> None:
+    """A line on stderr that stays, whatever the progress line does (cleared first on a terminal)."""
+    prefix = "\r\033[K" if sys.stderr.isatty() else ""
+    sys.stderr.write(f"{prefix}{message}\n")
+    sys.stderr.flush()
 
 
 def default_home(env: dict[str, str] | os._Environ[str] | None = None) -> Path:
@@ -140,6 +198,16 @@ class Stack:
     def _pid_file(self, svc: Service) -> Path:
         return self.ctx.run / f"{svc.name}.json"
 
+    def _skip_file(self, svc: Service) -> Path:
+        """Written by `up` when it left the service out, holding why; removed when it starts or on `down`."""
+        return self.ctx.run / f"{svc.name}.skipped"
+
+    def skipped(self, svc: Service) -> str | None:
+        try:
+            return self._skip_file(svc).read_text().strip() or "skipped"
+        except OSError:
+            return None
+
     def _record(self, svc: Service) -> dict[str, int] | None:
         try:
             data = json.loads(self._pid_file(svc).read_text())
@@ -158,7 +226,7 @@ class Stack:
         record = self._record(svc)
         pid = self.pid(svc)
         if pid is None:
-            state = "crashed" if record else "stopped"
+            state = "crashed" if record else "skipped" if self.skipped(svc) else "stopped"
         else:
             state = "running" if svc.health(self.ctx) else "unhealthy"
         return ServiceState(svc.name, svc.url(self.ctx), state, pid, str(self.log_path(svc)))
@@ -189,6 +257,56 @@ class Stack:
                 raise StackError(str(exc)) from exc
             progress(f"Resolved {component.name}: {count} files in {time.monotonic() - started:.0f}s\n")
 
+    def go_skips(self, services: Iterable[Service], go: str | None) -> dict[str, str]:
+        """The services that cannot start for want of their Go program (Go not on PATH and not built
+        yet), and those that depend on one of them, each with the reason."""
+        tools = load_go_tools()
+        skips: dict[str, str] = {}
+        for svc in services:
+            reason = go_skip_reason(tools[svc.tool], self.ctx.cache, go) if svc.tool else None
+            reason = reason or next((skips[dep] for dep in svc.depends_on if dep in skips), None)
+            if reason:
+                skips[svc.name] = reason
+        return skips
+
+    def ensure_go_tools(self, services: Iterable[Service], go: str, progress: Progress) -> dict[str, str]:
+        """Build the Go programs of ``services`` not built yet; the services whose build failed (and
+        those depending on them), each with the reason."""
+        tools = load_go_tools()
+        failed: dict[str, str] = {}
+        for svc in services:
+            dep_failed = next((failed[dep] for dep in svc.depends_on if dep in failed), None)
+            if dep_failed:
+                failed[svc.name] = dep_failed
+                continue
+            if not svc.tool or is_built(self.ctx.cache, tools[svc.tool]):
+                continue
+            tool = tools[svc.tool]
+            modules = packages = 0
+            started = time.monotonic()
+
+            def tick(line: str, name: str = tool.name) -> None:
+                nonlocal modules, packages
+                if line.startswith("go: downloading "):
+                    modules += 1
+                    what = line.removeprefix("go: downloading ")
+                    progress(f"Building {name}: downloading modules, {modules} ({what})")
+                elif not line.startswith("go:") and " " not in line:
+                    packages += 1
+                    progress(f"Building {name}: compiled {packages} packages ({line})")
+
+            progress(f"Building {tool.name} {tool.version} with `go install` (once; later starts reuse it)")
+            try:
+                build_go_tool(tool, self.ctx.cache, go=go, on_progress=tick)
+            except ResolveError as exc:
+                failed[svc.name] = f"{exc}; then `k2 stack up` again"
+                continue
+            progress(
+                f"Built {tool.name} {tool.version}: {modules} modules downloaded, {packages} packages compiled "
+                f"in {time.monotonic() - started:.0f}s\n"
+            )
+        return failed
+
     def up(self, timeout: float, progress: Progress, only: Iterable[str] = ()) -> list[ServiceState]:
         """Start every service (or those in ``only`` and what they depend on) that is not already running,
         and wait until all of them are healthy."""
@@ -199,27 +317,38 @@ class Stack:
         for sub in ("logs", "run", "data", "tmp"):
             (ctx.home / sub).mkdir(parents=True, exist_ok=True)
 
+        go = find_go()
+        named = set(only)
+        to_start = [svc for svc in self.selected(only) if self.pid(svc) is None]
+        # Services run by a Go program are left out when Go is missing: the rest of the stack still starts.
+        skips = self.go_skips(to_start, go)
+        for name in named & set(skips):
+            raise StackError(f"{name} cannot start: {skips[name]}")
         pending: list[Service] = []
-        for svc in self.selected(only):
-            if self.pid(svc) is not None:
-                continue  # already ours and alive: waited for below, never restarted
+        for svc in to_start:
             self._pid_file(svc).unlink(missing_ok=True)
-            port = svc.port_number(ctx.ports)
-            if port is not None and svc.port is not None and port_in_use(port):
-                env = Ports.ENV[svc.port]
-                raise StackError(
-                    f"port {port} for {svc.name} is already in use by another process; stop it, or pick another "
-                    f"port with --{svc.port}-port or {env}"
-                )
-            if svc.name == "kafka" and port_in_use(ctx.ports.controller):
-                raise StackError(
-                    f"port {ctx.ports.controller} for the Kafka controller is already in use by another process; "
-                    "stop it, or pick another port with --controller-port or K2_CONTROLLER_PORT"
-                )
+            self._skip_file(svc).unlink(missing_ok=True)
+            if svc.name in skips:
+                continue
+            for name in svc.port_names():
+                port = getattr(ctx.ports, name)
+                if port_in_use(port):
+                    role = PORT_ROLES.get(name) or (svc.name if name == svc.port else name)
+                    raise StackError(
+                        f"port {port} for {role} is already in use by another process; stop it, or pick another "
+                        f"port with {port_flag(name)} or {Ports.ENV[name]}"
+                    )
             pending.append(svc)
 
         # Ports are checked before any download, so a conflict fails in a second, not after minutes.
         self.ensure_artifacts(progress)
+        if go is not None:
+            failed = self.ensure_go_tools(pending, go, progress)
+            for name in named & set(failed):
+                raise StackError(f"{name} cannot start: {failed[name]}")
+            skips |= failed
+            pending = [svc for svc in pending if svc.name not in failed]
+        self._record_skips(skips)
         (ctx.home / PORTS_FILE).write_text(json.dumps(ctx.ports.as_dict(), indent=2) + "\n")
         if any(svc.name == "catalog" for svc in pending):
             record = {"warehouse_uri": ctx.warehouse_uri, "s3_endpoint": ctx.s3_endpoint}
@@ -234,7 +363,7 @@ class Stack:
                     pending.remove(svc)
             waiting = []
             for svc in self.selected(only):
-                if svc.name in healthy or svc in pending:
+                if svc.name in healthy or svc in pending or svc.name in skips:
                     continue
                 pid = self.pid(svc)
                 if pid is None:
@@ -259,21 +388,40 @@ class Stack:
         progress("")
         return self.states()
 
+    def _record_skips(self, skips: Mapping[str, str]) -> None:
+        if not skips:
+            return
+        for name, reason in skips.items():
+            self._skip_file(service(name)).write_text(reason + "\n")
+        by_reason: dict[str, list[str]] = {}
+        for name, reason in skips.items():
+            by_reason.setdefault(reason, []).append(name)
+        for reason, names in by_reason.items():
+            _notice(skip_line(names, reason))
+
     def plan(self, only: Iterable[str] = ()) -> list[dict[str, object]]:
         """What ``up`` would do, changing nothing: per service its state and the action it would take."""
         unresolved = {c.name for c in load_components().values() if not is_resolved(self.ctx.cache, c)}
+        tools = load_go_tools()
+        go = find_go()
+        selected = self.selected(only)
+        skips = self.go_skips([svc for svc in selected if self.pid(svc) is None], go)
         rows: list[dict[str, object]] = []
-        for svc in self.selected(only):
+        for svc in selected:
             state = self.state(svc)
-            ports = [p for p in (svc.port_number(self.ctx.ports),) if p is not None]
-            ports += [self.ctx.ports.controller] if svc.name == "kafka" else []
+            ports = [getattr(self.ctx.ports, name) for name in svc.port_names()]
             busy = [p for p in ports if port_in_use(p)]
             if state.pid is not None:
                 action = "left alone (already running)"
+            elif svc.name in skips:
+                action = f"would skip: {skips[svc.name]}"
             elif busy:
                 action = f"would fail: port {busy[0]} is in use by another process"
             elif svc.component in unresolved:
                 action = f"would download {svc.component} from Maven Central, then start"
+            elif svc.tool and not is_built(self.ctx.cache, tools[svc.tool]):
+                tool = tools[svc.tool]
+                action = f"would build {tool.name} {tool.version} with `go install`, then start"
             else:
                 action = "would start"
             rows.append({"service": svc.name, "url": state.url, "state": state.state, "action": action})
@@ -343,6 +491,7 @@ class Stack:
             if pid is None:
                 had_record = self._pid_file(svc).exists()
                 self._pid_file(svc).unlink(missing_ok=True)
+                self._skip_file(svc).unlink(missing_ok=True)
                 results.append((svc.name, "was not running" if not had_record else "had already exited"))
                 continue
             progress(f"Stopping {svc.name} (pid {pid})")

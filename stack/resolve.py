@@ -1,4 +1,5 @@
-"""Resolve the stack's pinned JVM artifacts from Maven Central into a cache directory.
+"""Resolve the stack's pinned JVM artifacts from Maven Central, and build its pinned Go programs, into
+a cache directory.
 
 Standard library only: the Connect image of docker-compose.yml runs this file as a script
 (``python3 stack/resolve.py --dest /opt/k2/plugins iceberg-sink apicurio-converter``), so Compose and
@@ -99,6 +100,9 @@ class Component:
         return "dist" if self.kind == "archive" else "lib"
 
 
+KINDS = ("classpath", "plugin", "archive", "agent")
+
+
 def load_components(path: Path = ARTIFACTS_FILE) -> dict[str, Component]:
     """Read ``artifacts.toml`` and return its components with versions filled in."""
     with path.open("rb") as handle:
@@ -106,7 +110,7 @@ def load_components(path: Path = ARTIFACTS_FILE) -> dict[str, Component]:
     versions: dict[str, str] = data["versions"]
     components = {}
     for name, spec in data["components"].items():
-        if spec["kind"] not in ("classpath", "plugin", "archive"):
+        if spec["kind"] not in KINDS:
             raise ResolveError(f"{path}: component {name} has unknown kind {spec['kind']!r}")
         try:
             coords = tuple(Coordinate.parse(a.format(**versions)) for a in spec["artifacts"])
@@ -185,6 +189,8 @@ def _maven_copy(
     ]
     if component.kind == "plugin":
         cmd.append("-DexcludeGroupIds=org.apache.kafka")
+    if component.kind == "agent":
+        cmd.append("-DexcludeTransitive=true")
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     except FileNotFoundError as exc:
@@ -239,6 +245,113 @@ def _fetch_archives(
             with zipfile.ZipFile(target) as archive:
                 archive.extractall(dest)
             target.unlink()
+
+
+# -- Go programs ([go.*] in artifacts.toml) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoTool:
+    """A Go program of the stack, built with ``go install <package>@<version>``."""
+
+    name: str
+    package: str
+    version: str
+    go: str  # the oldest Go that builds it
+    description: str = ""
+
+    @property
+    def binary(self) -> str:
+        return self.package.rsplit("/", 1)[-1]
+
+    @property
+    def ldflags(self) -> str:
+        # VictoriaMetrics' programs print and export this as their version (`-version`, vm_app_version).
+        if self.package.startswith("github.com/VictoriaMetrics/VictoriaMetrics/"):
+            return f"-X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version={self.binary}-{self.version}"
+        return ""
+
+
+def load_go_tools(path: Path = ARTIFACTS_FILE) -> dict[str, GoTool]:
+    """Read the ``[go.*]`` tables of ``artifacts.toml``, versions filled in."""
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    versions: dict[str, str] = data["versions"]
+    tools = {}
+    for name, spec in data.get("go", {}).items():
+        try:
+            version = spec["version"].format(**versions)
+        except KeyError as exc:
+            raise ResolveError(f"{path}: go program {name} uses undefined version {exc}") from exc
+        tools[name] = GoTool(name, spec["package"], version, str(spec.get("go", "")), spec.get("description", ""))
+    return tools
+
+
+def go_tool_dir(cache_dir: Path, tool: GoTool) -> Path:
+    return cache_dir / "go" / f"{tool.name}-{tool.version}"
+
+
+def go_tool_path(cache_dir: Path, tool: GoTool) -> Path:
+    """Where the built program lives: ``<cache>/go/<name>-<version>/<binary>``."""
+    return go_tool_dir(cache_dir, tool) / tool.binary
+
+
+def is_built(cache_dir: Path, tool: GoTool) -> bool:
+    return (go_tool_dir(cache_dir, tool) / MARKER).is_file() and go_tool_path(cache_dir, tool).is_file()
+
+
+def build_go_tool(
+    tool: GoTool,
+    cache_dir: Path,
+    go: str = "go",
+    on_progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Build one Go program into the cache (a no-op when already there) and return the executable.
+
+    ``go install`` downloads the module and its dependencies through the Go module proxy, checked
+    against the checksum database, and builds into a temporary directory renamed into place, so an
+    interrupted build never leaves a binary that looks finished. ``on_progress`` gets each module
+    downloaded and each package compiled.
+    """
+    final = go_tool_dir(cache_dir, tool)
+    if is_built(cache_dir, tool):
+        return go_tool_path(cache_dir, tool)
+    (cache_dir / "go").mkdir(parents=True, exist_ok=True)
+    work = cache_dir / "go" / f".tmp-{tool.name}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    log_path = cache_dir / f"build-{tool.name}.log"
+    cmd = [go, "install", "-v"]
+    if tool.ldflags:
+        cmd.append(f"-ldflags={tool.ldflags}")
+    cmd.append(f"{tool.package}@{tool.version}")
+    env = {**os.environ, "GOBIN": str(work), "GOFLAGS": _without_modflags(os.environ.get("GOFLAGS", ""))}
+    try:
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        except FileNotFoundError as exc:
+            raise ResolveError(f"Go ({go}) was not found: install Go {tool.go or '1.21'}+ or put go on PATH") from exc
+        with proc, log_path.open("w") as log:
+            assert proc.stdout is not None
+            log.write(f"$ GOBIN={work} {' '.join(cmd)}\n")
+            for line in proc.stdout:
+                log.write(line)
+                if on_progress and line.strip():
+                    on_progress(line.strip())
+        if proc.returncode != 0 or not (work / tool.binary).is_file():
+            raise ResolveError(f"building {tool.name} {tool.version} with `go install` failed; see {log_path}")
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    (work / MARKER).write_text(f"{tool.package}@{tool.version}\n")
+    shutil.rmtree(final, ignore_errors=True)
+    work.rename(final)
+    return go_tool_path(cache_dir, tool)
+
+
+def _without_modflags(goflags: str) -> str:
+    """GOFLAGS minus -mod=...: `go install pkg@version` refuses -mod=vendor/mod set by a developer's shell."""
+    return " ".join(flag for flag in goflags.split() if not flag.startswith("-mod="))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,11 @@
 """The services of the K2 local stack: how each is prepared, started and checked.
 
-Every service is a plain process on loopback: the JVMs run from jars resolved by ``resolve.py``; the
-maintainer is `k2 tables maintain --watch` itself, run by this Python against the stack's catalog.
-The declarative parts (broker and worker properties, logging) live in ``stack/config/``; this module
-only fills in ports and paths.
+Every service is a plain process on loopback: the JVMs run from jars resolved by ``resolve.py`` (the
+broker and the Connect worker with the Prometheus JMX exporter attached); the maintainer is
+`k2 tables maintain --watch` itself, run by this Python against the stack's catalog; the metrics server
+(VictoriaMetrics) and the alert evaluator (vmalert) are Go programs ``resolve.py`` builds once.
+The declarative parts (broker and worker properties, logging, JMX exporter rules, scrape jobs, alert
+rules) live in ``stack/config/``, shared with docker-compose.yml; this module only fills in ports and paths.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import StackError
-from .resolve import Component, component_dir, load_components
+from .resolve import Component, GoTool, component_dir, go_tool_path, load_components, load_go_tools
 
 CONFIG_DIR = Path(__file__).with_name("config")
 JAVA_DIR = Path(__file__).with_name("java")
@@ -32,6 +34,15 @@ MIN_JAVA = 17
 # The maintainer's cycle; its health check wants a heartbeat within three cycles (and a minute's grace).
 MAINTAINER_INTERVAL_ENV = "K2_MAINTAINER_INTERVAL"
 MAINTAINER_INTERVAL_DEFAULT = "60s"
+# The producer runs outside the stack; the metrics server scrapes it where `k2 produce` serves /metrics:
+# 127.0.0.1:K2_PRODUCER_METRICS_PORT, 9091 by default (0 turns its metrics off: then nothing is scraped).
+PRODUCER_METRICS_ENV = "K2_PRODUCER_METRICS_PORT"
+PRODUCER_METRICS_DEFAULT = 9091
+# The metrics server's flags that do not depend on where it runs (Compose's command carries the same).
+DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"  # also generated for Compose's Grafana
+METRICS_FLAGS = ("-retentionPeriod=7d", "-promscrape.config.strictParse=true", "-search.latencyOffset=5s")
+# vmalert's, likewise; rules are evaluated every 15 s unless a group in alerts.yml says otherwise.
+ALERTS_FLAGS = ("-notifier.blackhole", "-evaluationInterval=15s")
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,11 @@ class Ports:
     registry: int = 8081
     connect: int = 8083
     catalog: int = 8181
+    maintainer: int = 9464  # the maintainer's metrics (`k2 tables maintain --metrics-port`)
+    kafka_jmx: int = 9404  # the broker's JMX exporter (/metrics)
+    connect_jmx: int = 9405  # the Connect worker's JMX exporter (/metrics)
+    metrics: int = 8428  # VictoriaMetrics
+    alerts: int = 8880  # vmalert
 
     ENV = {
         "kafka": "K2_KAFKA_PORT",
@@ -50,6 +66,11 @@ class Ports:
         "registry": "K2_REGISTRY_PORT",
         "connect": "K2_CONNECT_PORT",
         "catalog": "K2_CATALOG_PORT",
+        "maintainer": "K2_MAINTAINER_PORT",
+        "kafka_jmx": "K2_KAFKA_JMX_PORT",
+        "connect_jmx": "K2_CONNECT_JMX_PORT",
+        "metrics": "K2_METRICS_PORT",
+        "alerts": "K2_ALERTS_PORT",
     }
 
     @classmethod
@@ -67,7 +88,7 @@ class Ports:
             except ValueError:
                 raise StackError(f"{var}={raw!r} is not a port number (use 1-65535)") from None
             if not 0 < port < 65536:
-                raise StackError(f"{name} port {port} is out of range (use 1-65535, via --{name}-port or {var})")
+                raise StackError(f"{name} port {port} is out of range (use 1-65535, via {port_flag(name)} or {var})")
             values[name] = port
         ports = replace(cls(), **values)
         seen: dict[int, str] = {}
@@ -80,6 +101,11 @@ class Ports:
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.ENV}
+
+
+def port_flag(name: str) -> str:
+    """The `k2 stack up` option for a port of ``Ports`` (kafka_jmx: --kafka-jmx-port)."""
+    return f"--{name.replace('_', '-')}-port"
 
 
 @dataclass(frozen=True)
@@ -116,12 +142,17 @@ class Context:
 
 
 def urls(ports: Ports) -> dict[str, str]:
-    """The client-facing address of each service, as the CLI's connection options expect them."""
+    """The client-facing address of each service, as the CLI's connection options expect them, and
+    of the metrics endpoints (the JMX exporters' /metrics, the metrics server, the alert evaluator)."""
     return {
         "kafka": f"{HOST}:{ports.kafka}",
         "registry": f"http://{HOST}:{ports.registry}/apis/ccompat/v7",
         "connect": f"http://{HOST}:{ports.connect}",
         "catalog": f"http://{HOST}:{ports.catalog}",
+        "kafka_jmx": f"http://{HOST}:{ports.kafka_jmx}/metrics",
+        "connect_jmx": f"http://{HOST}:{ports.connect_jmx}/metrics",
+        "metrics": f"http://{HOST}:{ports.metrics}",
+        "alerts": f"http://{HOST}:{ports.alerts}",
     }
 
 
@@ -159,6 +190,10 @@ class Service:
     health: Callable[[Context], bool] = field(repr=False)
     # Gets the service's component, or None when it has none.
     prepare: Callable[[Context, Any], tuple[list[str], dict[str, str], Path]] = field(repr=False)
+    # Other fields of Ports it listens on (the Kafka controller, a JMX exporter).
+    extra_ports: tuple[str, ...] = ()
+    # The Go program it runs ([go.*] in stack/artifacts.toml); None for the JVMs and the maintainer.
+    tool: str | None = None
 
     def url(self, ctx: Context) -> str:
         if self.name == "maintainer":
@@ -168,9 +203,31 @@ class Service:
     def port_number(self, ports: Ports) -> int | None:
         return int(getattr(ports, self.port)) if self.port else None
 
+    def port_names(self) -> tuple[str, ...]:
+        """Every field of Ports this service listens on, its own port first."""
+        return ((self.port,) if self.port else ()) + self.extra_ports
+
 
 def _java_args(ctx: Context, heap: str) -> list[str]:
     return [ctx.java, f"-Xmx{heap}", "-XX:+UseG1GC", f"-Djava.io.tmpdir={ctx.home / 'tmp'}"]
+
+
+# The JMX exporter's rules per JVM (stack/config/), mounted into the same JVMs by Compose.
+JMX_RULES = {"kafka": "jmx-kafka.yml", "connect": "jmx-connect.yml"}
+
+
+def jmx_agent_jar(ctx: Context) -> Path:
+    lib = ctx.lib(load_components()["jmx-exporter"])
+    jars = sorted(lib.glob("jmx_prometheus_javaagent-*.jar"))
+    if not jars:
+        raise StackError(f"no jmx_prometheus_javaagent jar in {lib}; run `k2 stack reset --cache` and retry")
+    return jars[-1]
+
+
+def jmx_agent_arg(ctx: Context, jvm: str) -> str:
+    """``-javaagent:<jar>=127.0.0.1:<port>:<rules>``: the exporter serves /metrics on loopback only."""
+    port = getattr(ctx.ports, f"{jvm}_jmx")
+    return f"-javaagent:{jmx_agent_jar(ctx)}={HOST}:{port}:{CONFIG_DIR / JMX_RULES[jvm]}"
 
 
 def _prepare_kafka(ctx: Context, component: Component) -> tuple[list[str], dict[str, str], Path]:
@@ -194,7 +251,7 @@ def _prepare_kafka(ctx: Context, component: Component) -> tuple[list[str], dict[
             log = ctx.logs / "kafka-format.log"
             log.write_text(done.stdout + done.stderr)
             raise StackError(f"formatting Kafka storage in {data_dir} failed; see {log}")
-    cmd = _java_args(ctx, "1g") + [log4j, "-cp", classpath, "kafka.Kafka", str(properties)]
+    cmd = _java_args(ctx, "1g") + [jmx_agent_arg(ctx, "kafka"), log4j, "-cp", classpath, "kafka.Kafka", str(properties)]
     return cmd, {}, workdir
 
 
@@ -287,9 +344,102 @@ def _prepare_connect(ctx: Context, component: Component) -> tuple[list[str], dic
         "HADOOP_USER_NAME": os.environ.get("HADOOP_USER_NAME", "k2"),
     }
     log4j = f"-Dlog4j2.configurationFile={CONFIG_DIR / 'log4j2.properties'}"
-    cmd = _java_args(ctx, "1g") + [log4j, "-cp", f"{ctx.lib(component)}/*"]
+    cmd = _java_args(ctx, "1g") + [jmx_agent_arg(ctx, "connect"), log4j, "-cp", f"{ctx.lib(component)}/*"]
     cmd += ["org.apache.kafka.connect.cli.ConnectDistributed", str(CONFIG_DIR / "connect-distributed.properties")]
     return cmd, env, workdir
+
+
+# -- metrics ------------------------------------------------------------------------------------------
+SCRAPE_TEMPLATE = CONFIG_DIR / "scrape.yml"
+ALERT_RULES = CONFIG_DIR / "alerts.yml"
+_SCRAPE_TARGET = re.compile(r'"%\{(K2_SCRAPE_[A-Z_]+)\}"')
+
+
+def _loopback_port(env: Mapping[str, str], var: str, default: int) -> int | None:
+    raw = env.get(var) or ""
+    if raw.strip() == "":
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        raise StackError(f"{var}={raw!r} is not a port number (use 1-65535, or 0 for none)") from None
+    if not 0 <= port < 65536:
+        raise StackError(f"{var}={port} is out of range (use 1-65535, or 0 for none)")
+    return port or None
+
+
+def local_scrape_targets(ports: Ports, env: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """The address behind each ``%{K2_SCRAPE_*}`` placeholder of stack/config/scrape.yml in the local
+    stack (Compose gives them as environment variables of its metrics service); None: nothing to scrape."""
+    env = os.environ if env is None else env
+    producer = _loopback_port(env, PRODUCER_METRICS_ENV, PRODUCER_METRICS_DEFAULT)
+    return {
+        "K2_SCRAPE_KAFKA": f"{HOST}:{ports.kafka_jmx}",
+        "K2_SCRAPE_CONNECT": f"{HOST}:{ports.connect_jmx}",
+        "K2_SCRAPE_PRODUCER": f"{HOST}:{producer}" if producer else None,
+        "K2_SCRAPE_MAINTAINER": f"{HOST}:{ports.maintainer}",
+        "K2_SCRAPE_REGISTRY": f"{HOST}:{ports.registry}",
+    }
+
+
+def render_scrape_config(targets: Mapping[str, str | None], template: str | None = None) -> str:
+    """stack/config/scrape.yml with each ``"%{K2_SCRAPE_*}"`` target filled in (None leaves the job
+    without targets). VictoriaMetrics does the same substitution from its environment in Compose."""
+    text = SCRAPE_TEMPLATE.read_text() if template is None else template
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in targets:
+            raise StackError(f"{SCRAPE_TEMPLATE.name}: no target for %{{{name}}}")
+        value = targets[name]
+        return f'"{value}"' if value else ""
+
+    return _SCRAPE_TARGET.sub(fill, text)
+
+
+def go_binary(ctx: Context, tool: str) -> Path:
+    tools: dict[str, GoTool] = load_go_tools()
+    binary = go_tool_path(ctx.cache, tools[tool])
+    if not binary.is_file():
+        raise StackError(f"{tool} is not built ({binary} is missing); run `k2 stack up` with Go on PATH")
+    return binary
+
+
+def _prepare_metrics(ctx: Context, component: Component | None) -> tuple[list[str], dict[str, str], Path]:
+    workdir = ctx.home / "metrics"
+    workdir.mkdir(parents=True, exist_ok=True)
+    scrape = workdir / "scrape.yml"
+    scrape.write_text(
+        f"# Generated by `k2 stack up` from {SCRAPE_TEMPLATE}; do not edit.\n"
+        + render_scrape_config(local_scrape_targets(ctx.ports))
+    )
+    cmd = [
+        str(go_binary(ctx, "victoria-metrics")),
+        f"-httpListenAddr={HOST}:{ctx.ports.metrics}",
+        f"-promscrape.config={scrape}",
+        f"-storageDataPath={ctx.data / 'metrics'}",
+        f"-vmui.customDashboardsPath={DASHBOARDS_DIR}",  # the Dashboards tab of http://127.0.0.1:8428/vmui
+        *METRICS_FLAGS,
+    ]
+    return cmd, {}, workdir
+
+
+def _prepare_alerts(ctx: Context, component: Component | None) -> tuple[list[str], dict[str, str], Path]:
+    workdir = ctx.home / "alerts"
+    workdir.mkdir(parents=True, exist_ok=True)
+    metrics = f"http://{HOST}:{ctx.ports.metrics}"
+    cmd = [
+        str(go_binary(ctx, "vmalert")),
+        f"-httpListenAddr={HOST}:{ctx.ports.alerts}",
+        f"-rule={ALERT_RULES}",
+        f"-datasource.url={metrics}",
+        # Alert states are written to the metrics server and read back after a restart.
+        f"-remoteWrite.url={metrics}",
+        f"-remoteRead.url={metrics}",
+        f"-external.url=http://{HOST}:{ctx.ports.alerts}",
+        *ALERTS_FLAGS,
+    ]
+    return cmd, {}, workdir
 
 
 def maintainer_heartbeat(ctx: Context) -> Path:
@@ -301,8 +451,11 @@ def _maintainer_interval(env: Mapping[str, str] | None = None) -> str:
     return env.get(MAINTAINER_INTERVAL_ENV) or MAINTAINER_INTERVAL_DEFAULT
 
 
-def maintainer_command(catalog_uri: str, heartbeat: str, interval: str) -> list[str]:
-    """The maintainer's arguments after the interpreter: the same in the local stack and in Compose."""
+def maintainer_command(
+    catalog_uri: str, heartbeat: str, interval: str, metrics_port: int, metrics_host: str = HOST
+) -> list[str]:
+    """The maintainer's arguments after the interpreter: the same in the local stack and in Compose (where
+    its metrics listen on every interface of its container, for the metrics server to scrape)."""
     return [
         "-m",
         "k2.cli",
@@ -315,6 +468,10 @@ def maintainer_command(catalog_uri: str, heartbeat: str, interval: str) -> list[
         interval,
         "--heartbeat",
         heartbeat,
+        "--metrics-port",
+        str(metrics_port),
+        "--metrics-host",
+        metrics_host,
     ]
 
 
@@ -323,7 +480,9 @@ def _prepare_maintainer(ctx: Context, component: Component | None) -> tuple[list
     heartbeat.unlink(missing_ok=True)  # healthy only once this process has reached the catalog
     cmd = [
         sys.executable,
-        *maintainer_command(f"http://{HOST}:{ctx.ports.catalog}", str(heartbeat), _maintainer_interval()),
+        *maintainer_command(
+            f"http://{HOST}:{ctx.ports.catalog}", str(heartbeat), _maintainer_interval(), ctx.ports.maintainer
+        ),
     ]
     workdir = ctx.home / "maintainer"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -368,6 +527,7 @@ SERVICES: tuple[Service, ...] = (
         depends_on=(),
         health=lambda ctx: kafka_ok(f"{HOST}:{ctx.ports.kafka}"),
         prepare=_prepare_kafka,
+        extra_ports=("controller", "kafka_jmx"),
     ),
     Service(
         name="registry",
@@ -396,15 +556,34 @@ SERVICES: tuple[Service, ...] = (
         # /connectors answers only once the worker has joined its group and read its config topic.
         health=lambda ctx: http_ok(f"http://{HOST}:{ctx.ports.connect}/connectors"),
         prepare=_prepare_connect,
+        extra_ports=("connect_jmx",),
     ),
     Service(
         name="maintainer",
         component=None,
-        port=None,
+        port="maintainer",  # its metrics; its health is the heartbeat file
         depends_on=("catalog",),
         # A heartbeat file it rewrites after every table and cycle: alive, reaching the catalog, not stuck.
         health=_maintainer_ok,
         prepare=_prepare_maintainer,
+    ),
+    Service(
+        name="metrics",
+        component=None,
+        port="metrics",
+        depends_on=(),
+        health=lambda ctx: http_ok(f"http://{HOST}:{ctx.ports.metrics}/health"),
+        prepare=_prepare_metrics,
+        tool="victoria-metrics",
+    ),
+    Service(
+        name="alerts",
+        component=None,
+        port="alerts",
+        depends_on=("metrics",),
+        health=lambda ctx: http_ok(f"http://{HOST}:{ctx.ports.alerts}/health"),
+        prepare=_prepare_alerts,
+        tool="vmalert",
     ),
 )
 
@@ -452,6 +631,12 @@ def find_java(env: Mapping[str, str] | None = None) -> str:
             f"install a JDK {MIN_JAVA}+ or point JAVA_HOME at one"
         )
     return candidate
+
+
+def find_go(env: Mapping[str, str] | None = None) -> str | None:
+    """The go executable on PATH, or None: the Go programs of the stack are then skipped, not fatal."""
+    env = os.environ if env is None else env
+    return shutil.which("go", path=env.get("PATH"))
 
 
 def find_maven(env: Mapping[str, str] | None = None) -> str:

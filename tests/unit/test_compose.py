@@ -10,8 +10,16 @@ import pytest
 import yaml
 
 from k2.cli.main import local_defaults
-from k2.stack.resolve import load_components, load_versions
-from k2.stack.services import CONFIG_DIR, Ports
+from k2.stack.resolve import load_components, load_go_tools, load_versions
+from k2.stack.services import (
+    ALERTS_FLAGS,
+    CONFIG_DIR,
+    JMX_RULES,
+    METRICS_FLAGS,
+    Ports,
+    local_scrape_targets,
+    render_scrape_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -48,6 +56,9 @@ def test_required_services_exist() -> None:
         "ksqldb-cli",
         "kafka-ui",
         "maintainer",
+        "jmx-exporter",
+        "metrics",
+        "alerts",
     }
     assert expected <= set(SERVICES)
 
@@ -87,6 +98,10 @@ def test_connect_environment_fills_every_worker_variable() -> None:
         ("registry", 8080, "registry"),
         ("connect", 8083, "connect"),
         ("catalog", 8181, "catalog"),
+        ("kafka", 9404, "kafka_jmx"),
+        ("connect", 9405, "connect_jmx"),
+        ("metrics", 8428, "metrics"),
+        ("alerts", 8880, "alerts"),
     ],
 )
 def test_host_ports_equal_the_local_stack_defaults(service: str, container_port: int, port_name: str) -> None:
@@ -111,6 +126,8 @@ def test_in_network_urls_point_at_real_services_and_ports() -> None:
         "catalog": {8181},
         "minio": {9000, 9001},
         "ksqldb-server": {8088},
+        "metrics": {8428},
+        "alerts": {8880},
     }
     text = (ROOT / "docker-compose.yml").read_text()
     for host, port in re.findall(r"(?:https?://|@|BOOTSTRAPSERVERS: |SERVERS: )([a-z][a-z0-9-]*):(\d+)", text):
@@ -141,7 +158,11 @@ def test_maintainer_runs_the_local_stacks_command_against_the_compose_catalog() 
 
     maintainer = SERVICES["maintainer"]
     assert maintainer["command"] == maintainer_command(
-        "http://catalog:8181", "/tmp/k2-maintainer.heartbeat", MAINTAINER_INTERVAL_DEFAULT
+        "http://catalog:8181",
+        "/tmp/k2-maintainer.heartbeat",
+        MAINTAINER_INTERVAL_DEFAULT,
+        Ports().maintainer,
+        "0.0.0.0",
     )
     assert "/tmp/k2-maintainer.heartbeat" in " ".join(maintainer["healthcheck"]["test"])
     assert maintainer["depends_on"]["catalog"]["condition"] == "service_healthy"
@@ -156,3 +177,142 @@ def test_the_catalog_backend_is_configured_as_in_the_local_stack() -> None:
 
     environment = {key: str(value) for key, value in SERVICES["catalog"]["environment"].items()}
     assert CATALOG_BACKEND_ENV.items() <= environment.items()
+
+
+# -- metrics: the same JMX exporter, scrape jobs and alert rules as the local stack -------------------
+
+
+def _mounts(service: str) -> dict[str, str]:
+    """bind-mounted source (relative to the repository) or volume name -> path in the container."""
+    mounts = {}
+    for entry in SERVICES[service].get("volumes", []):
+        source, target = str(entry).split(":")[:2]
+        mounts[source.removeprefix("./")] = target
+    return mounts
+
+
+def _flags(service: str) -> dict[str, str]:
+    return dict(str(arg).partition("=")[::2] for arg in SERVICES[service]["command"])
+
+
+def test_the_jmx_exporter_is_the_pinned_agent_from_maven_central() -> None:
+    version = VERSIONS["jmx_exporter"]
+    (coordinate,) = load_components()["jmx-exporter"].coordinates
+    assert (coordinate.group, coordinate.artifact, coordinate.version) == (
+        "io.prometheus.jmx",
+        "jmx_prometheus_javaagent",
+        version,
+    )
+    script = " ".join(SERVICES["jmx-exporter"]["command"])
+    assert f"https://repo.maven.apache.org/maven2/{Path(coordinate.path).parent}/" in script
+    assert f"jar=jmx_prometheus_javaagent-{version}.jar" in script and "sha1sum -c" in script
+    assert _mounts("jmx-exporter")["jmx-exporter"] == "/opt/jmx"
+
+
+@pytest.mark.parametrize("jvm", ["kafka", "connect"])
+def test_broker_and_worker_run_the_agent_with_the_local_stacks_rules_and_port(jvm: str) -> None:
+    args = str(SERVICES[jvm]["environment"]["EXTRA_ARGS"]).split()
+    (agent,) = [arg for arg in args if arg.startswith("-javaagent:")]
+    jar, _, options = agent.removeprefix("-javaagent:").partition("=")
+    port, rules = options.split(":")
+    assert jar == f"/opt/jmx/jmx_prometheus_javaagent-{VERSIONS['jmx_exporter']}.jar"
+    assert int(port) == getattr(Ports(), f"{jvm}_jmx")
+    mounts = _mounts(jvm)
+    assert mounts[f"stack/config/{JMX_RULES[jvm]}"] == rules, "the same rules file as `k2 stack up`"
+    assert mounts["jmx-exporter"] == "/opt/jmx"
+    assert SERVICES[jvm]["depends_on"]["jmx-exporter"]["condition"] == "service_healthy"
+    name = {"kafka": "kafkaServer", "connect": "connectDistributed"}[jvm]
+    assert args[:2] == ["-name", name], "EXTRA_ARGS replaces the start script's default, which it must keep"
+
+
+@pytest.mark.parametrize(("service", "tool"), [("metrics", "victoria-metrics"), ("alerts", "vmalert")])
+def test_metrics_images_are_the_pinned_go_programs(service: str, tool: str) -> None:
+    assert _tag(service) == VERSIONS["victoriametrics"] == load_go_tools()[tool].version
+    assert SERVICES[service]["image"].split(":")[0] == f"victoriametrics/{tool}"
+
+
+def _jobs(text: str) -> dict[str, dict[str, Any]]:
+    return {job["job_name"]: job for job in yaml.safe_load(text)["scrape_configs"]}
+
+
+def test_the_metrics_server_scrapes_the_local_stacks_jobs_at_compose_addresses() -> None:
+    mounts, flags = _mounts("metrics"), _flags("metrics")
+    assert flags["-promscrape.config"] == mounts["stack/config/scrape.yml"]
+    assert set(METRICS_FLAGS) <= set(SERVICES["metrics"]["command"])
+    assert flags["-httpListenAddr"] == f":{Ports().metrics}"
+    # VictoriaMetrics fills %{VAR} from its environment, as `k2 stack up` fills them with loopback ports.
+    environment = {key: str(value) for key, value in SERVICES["metrics"]["environment"].items()}
+    local = local_scrape_targets(Ports(), {})
+    assert set(environment) == set(local), "every target of scrape.yml, and nothing else"
+    compose_jobs = _jobs(render_scrape_config(environment))
+    local_jobs = _jobs(render_scrape_config(local))
+    assert set(compose_jobs) == set(local_jobs) == {"kafka", "connect", "k2-producer", "maintainer", "registry"}
+    listening = {
+        "kafka": Ports().kafka_jmx,
+        "connect": Ports().connect_jmx,
+        "maintainer": Ports().maintainer,
+        "registry": 8080,
+    }
+    for name, job in compose_jobs.items():
+        assert {k: v for k, v in job.items() if k != "static_configs"} == {
+            k: v for k, v in local_jobs[name].items() if k != "static_configs"
+        }
+        (target,) = job["static_configs"][0]["targets"]
+        host, port = target.split(":")
+        if host == "host.docker.internal":  # the producer runs on the host, as with the local stack
+            assert int(port) == 9091 and "host.docker.internal:host-gateway" in SERVICES["metrics"]["extra_hosts"]
+            continue
+        assert host in SERVICES and listening[host] == int(port), f"{name}: nothing listens at {target}"
+
+
+def test_vmalert_evaluates_the_local_stacks_rules_against_the_metrics_server() -> None:
+    mounts, flags = _mounts("alerts"), _flags("alerts")
+    assert flags["-rule"] == mounts["stack/config/alerts.yml"]
+    assert set(ALERTS_FLAGS) <= set(SERVICES["alerts"]["command"])
+    metrics = f"http://metrics:{Ports().metrics}"
+    assert flags["-datasource.url"] == flags["-remoteWrite.url"] == flags["-remoteRead.url"] == metrics
+    assert SERVICES["alerts"]["depends_on"]["metrics"]["condition"] == "service_healthy"
+
+
+def test_the_alert_rules_name_every_alert_the_stack_promises() -> None:
+    groups = yaml.safe_load((CONFIG_DIR / "alerts.yml").read_text())["groups"]
+    alerts = {rule["alert"]: rule for group in groups for rule in group["rules"]}
+    assert set(alerts) == {
+        "ProducerDown",
+        "ProducerDisconnected",
+        "UnrecoveredGap",
+        "DeadLettersGrowing",
+        "ConnectorTaskNotRunning",
+        "SinkLagHigh",
+        "TableStale",
+    }
+    assert 'up{job="k2-producer"}' in alerts["ProducerDown"]["expr"], "the job name of scrape.yml"
+    assert (alerts["ProducerDown"]["for"], alerts["SinkLagHigh"]["for"]) == ("1m", "5m")
+
+
+def test_the_exporter_rules_keep_lowercase_names_and_produce_the_series_the_alerts_read() -> None:
+    text = {jvm: (CONFIG_DIR / name).read_text() for jvm, name in JMX_RULES.items()}
+    for jvm, body in text.items():
+        assert yaml.safe_load(body)["lowercaseOutputName"] is True, jvm
+    names = {rule["name"] for rule in yaml.safe_load(text["connect"])["rules"]}
+    alerts = (CONFIG_DIR / "alerts.yml").read_text()
+    for series in (
+        "kafka_connect_task_status",
+        "kafka_connect_connector_status",
+        "kafka_connect_sink_consumer_records_lag",
+    ):
+        assert series in names and series in alerts
+
+
+def test_grafana_reads_the_metrics_server_and_the_generated_dashboards() -> None:
+    grafana = SERVICES["grafana"]
+    mounts = {str(volume).split(":")[0]: str(volume).split(":")[1] for volume in grafana["volumes"]}
+    assert mounts["./stack/grafana/dashboards"] == "/var/lib/grafana/dashboards/k2"
+    provisioning = ROOT / "stack" / "grafana" / "provisioning"
+    datasource = yaml.safe_load((provisioning / "datasources" / "k2.yml").read_text())["datasources"][0]
+    assert datasource["url"] == "http://metrics:8428" and "metrics" in SERVICES
+    provider = yaml.safe_load((provisioning / "dashboards" / "k2.yml").read_text())["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards/k2"
+    assert "-vmui.customDashboardsPath=/etc/k2/dashboards" in SERVICES["metrics"]["command"]
+    assert "./stack/dashboards:/etc/k2/dashboards:ro" in SERVICES["metrics"]["volumes"]
+    assert str(grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]).startswith("${GRAFANA_ADMIN_PASSWORD:?")
