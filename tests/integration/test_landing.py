@@ -85,7 +85,9 @@ def test_trades_land_exactly_once_with_exact_values_and_partitions(
         for e in events
     ]
     for symbol in SYMBOLS:
-        shown = local_stack.k2("candles", symbol, "--interval", "1m", "--table", sink["table"], "--format", "json")
+        shown = local_stack.k2(
+            "candles", "--symbols", symbol, "--interval", "1m", "--table", sink["table"], "--format", "json"
+        )
         assert shown.returncode == 0, shown.stderr
         assert normalised(json.loads(shown.stdout)) == normalised(expected_candles(as_trades, symbol, "1m"))
     table = rest_catalog(local_stack.catalog_uri).load_table(sink["table"])
@@ -158,7 +160,9 @@ def test_meme_coin_quantities_land_exactly_and_sum_without_overflow(
         }
         for e in events
     ]
-    candles = local_stack.k2("candles", "PEPEUSDT", "--interval", "1m", "--table", sink["table"], "--format", "json")
+    candles = local_stack.k2(
+        "candles", "--symbols", "PEPEUSDT", "--interval", "1m", "--table", sink["table"], "--format", "json"
+    )
     assert candles.returncode == 0, candles.stderr
     with localcontext(prec=80):
         expected = normalised(expected_candles(as_trades, "PEPEUSDT", "1m"))

@@ -72,7 +72,15 @@ def test_candles_equal_an_independent_decimal_computation(
 ) -> None:
     for symbol in SYMBOLS:
         done = local_stack.k2(
-            "candles", symbol, "--interval", interval, "--table", small_files_table["identifier"], "--format", "json"
+            "candles",
+            "--symbols",
+            symbol,
+            "--interval",
+            interval,
+            "--table",
+            small_files_table["identifier"],
+            "--format",
+            "json",
         )
         assert done.returncode == 0, done.stderr
         got = json.loads(done.stdout)
@@ -84,7 +92,15 @@ def test_candles_equal_an_independent_decimal_computation(
 
 def test_candles_jsonl_is_one_object_per_line(local_stack: LocalStack, small_files_table: dict[str, Any]) -> None:
     done = local_stack.k2(
-        "candles", "ETHUSDT", "--interval", "1h", "--table", small_files_table["identifier"], "--format", "jsonl"
+        "candles",
+        "--symbols",
+        "ETHUSDT",
+        "--interval",
+        "1h",
+        "--table",
+        small_files_table["identifier"],
+        "--format",
+        "jsonl",
     )
     lines = done.stdout.splitlines()
     assert len(lines) == 48
@@ -261,7 +277,9 @@ def test_maintain_keeps_results_and_removes_small_files(
         f"select * from {table} where symbol = 'BTCUSDT' order by trade_time desc, trade_id desc limit 100",
     ]
     before = [local_stack.k2("query", sql, "--format", "json").stdout for sql in probes]
-    candles_before = local_stack.k2("candles", "BNBUSDT", "--interval", "15m", "--table", table, "--format", "json")
+    candles_before = local_stack.k2(
+        "candles", "--symbols", "BNBUSDT", "--interval", "15m", "--table", table, "--format", "json"
+    )
     done = local_stack.k2("tables", "maintain", table, "--retain", "0s", "--orphan-age", "0s", "--format", "json")
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stderr, done.stderr  # e.g. pyiceberg re-deleting metadata the catalog removed
@@ -270,7 +288,9 @@ def test_maintain_keeps_results_and_removes_small_files(
     assert report["data_files_before"] >= 300 and report["data_files_after"] == 6
     assert report["disk_files_after"] < report["disk_files_before"] / 10
     assert [local_stack.k2("query", sql, "--format", "json").stdout for sql in probes] == before
-    candles_after = local_stack.k2("candles", "BNBUSDT", "--interval", "15m", "--table", table, "--format", "json")
+    candles_after = local_stack.k2(
+        "candles", "--symbols", "BNBUSDT", "--interval", "15m", "--table", table, "--format", "json"
+    )
     assert candles_after.stdout == candles_before.stdout
 
 
