@@ -38,6 +38,9 @@ TEST_PORTS = {
     "K2_METRICS_PORT": str(28428 + _OFFSET),
     "K2_ALERTS_PORT": str(28880 + _OFFSET),
 }
+# Producers in tests serve no metrics (K2_PRODUCER_METRICS_PORT=0) unless a test asks for them on this
+# port, the one `k2 stack up` puts in the metrics server's k2-producer scrape job.
+PRODUCER_METRICS_PORT = str(29091 + _OFFSET)
 
 
 @dataclass
@@ -53,9 +56,10 @@ class LocalStack:
 
     def k2(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """Run the real CLI, as a user would, against the test stack."""
+        up = args[:2] == ("stack", "up")
         return subprocess.run(
             [sys.executable, "-m", "k2.cli", *args],
-            env=self.env,
+            env={**self.env, "K2_PRODUCER_METRICS_PORT": PRODUCER_METRICS_PORT} if up else self.env,
             stdin=subprocess.DEVNULL,  # never a terminal: commands that ask must refuse instead
             capture_output=True,
             text=True,
