@@ -125,6 +125,13 @@ def plot(samples: list[dict[str, Any]], path: Path, title: str) -> None:
     "--maintainer-interval",
     help="Maintainer cycle.  [default: 60s, the stack's; 10s with --compressed, a tenth of the 1-s commits' pile-up]",
 )
+@click.option(
+    "--producer-metrics-port",
+    type=int,
+    default=0,
+    show_default=True,
+    help="The producer's metrics port (9091: the stack's k2-producer scrape job); 0 for a second soak beside it.",
+)
 @click.option("--sample-every", type=float, default=60, show_default=True, help="Seconds between samples.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True)
 def main(
@@ -134,6 +141,7 @@ def main(
     rate: float,
     maintainer: bool,
     maintainer_interval: str | None,
+    producer_metrics_port: int,
     sample_every: float,
     out: Path,
 ) -> None:
@@ -224,6 +232,8 @@ def main(
                     "json",
                     "--max-messages",
                     str(count),
+                    "--metrics-port",
+                    str(producer_metrics_port),
                 ],
                 env=env,
                 stdout=subprocess.PIPE,
