@@ -76,3 +76,22 @@ SYMBOLS = Symbols()
 def symbols_option(help: str, **kwargs: Any) -> Any:
     """``--symbols``, the one way every command takes symbols."""
     return click.option("--symbols", type=SYMBOLS, help=help + " Comma-separated, e.g. BTCUSDT,ETHUSDT.", **kwargs)
+
+
+def producer_metrics_options(command: Any) -> Any:
+    """``--metrics-port`` and ``--metrics-host`` of the producer (`k2 produce`, `k2 run`)."""
+    command = click.option(
+        "--metrics-host",
+        default="127.0.0.1",
+        show_default=True,
+        envvar="K2_METRICS_HOST",
+        help="The address the metrics listen on (0.0.0.0 for Compose's metrics container).  [env: K2_METRICS_HOST]",
+    )(command)
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        default=9091,
+        show_default=True,
+        envvar="K2_PRODUCER_METRICS_PORT",
+        help="The producer's Prometheus metrics on HOST:PORT/metrics; 0: off.  [env: K2_PRODUCER_METRICS_PORT]",
+    )(command)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .options import DURATION, POSITIVE_DURATION, symbols_option
+from .options import DURATION, POSITIVE_DURATION, producer_metrics_options, symbols_option
 from .output import Progress, emit_record, format_option
 from .settings import Settings
 
@@ -65,21 +65,7 @@ from .settings import Settings
     show_default=True,
     help="Reconnect a connection that delivered no frame for this long (missed trades are backfilled).",
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=9091,
-    show_default=True,
-    envvar="K2_PRODUCER_METRICS_PORT",
-    help="Prometheus metrics on 127.0.0.1:PORT/metrics while producing; 0: off.  [env: K2_PRODUCER_METRICS_PORT]",
-)
-@click.option(
-    "--metrics-host",
-    default="127.0.0.1",
-    show_default=True,
-    envvar="K2_METRICS_HOST",
-    help="The address the metrics listen on (0.0.0.0 for Compose's metrics container).  [env: K2_METRICS_HOST]",
-)
+@producer_metrics_options
 @click.option(
     "--dry-run",
     is_flag=True,

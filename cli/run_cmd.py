@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .options import DURATION, POSITIVE_DURATION, symbols_option
+from .options import DURATION, POSITIVE_DURATION, producer_metrics_options, symbols_option
 from .output import Progress, emit, emit_record, format_option
 from .settings import Settings
 
@@ -94,21 +94,7 @@ def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bo
     "--duration", type=POSITIVE_DURATION, help="Stop producing after this long, e.g. 10m.  [live: until Ctrl-C]"
 )
 @click.option("--timeout", type=DURATION, default="300s", show_default=True, help="How long to wait for each stage.")
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=9091,
-    show_default=True,
-    envvar="K2_PRODUCER_METRICS_PORT",
-    help="The producer's Prometheus metrics on 127.0.0.1:PORT/metrics; 0: off.  [env: K2_PRODUCER_METRICS_PORT]",
-)
-@click.option(
-    "--metrics-host",
-    default="127.0.0.1",
-    show_default=True,
-    envvar="K2_METRICS_HOST",
-    help="The address the metrics listen on (0.0.0.0 for Compose's metrics container).  [env: K2_METRICS_HOST]",
-)
+@producer_metrics_options
 @click.option(
     "--dry-run",
     is_flag=True,
