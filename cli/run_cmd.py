@@ -66,6 +66,9 @@ def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bo
     if dry_run:
         plan = stack.plan()
         emit(plan, fmt, ("service", "url", "state", "action"))
+        failing = [str(row["service"]) for row in plan if str(row["action"]).startswith("would fail")]
+        if failing:
+            raise click.ClickException(f"`k2 stack up` would fail for {', '.join(failing)} (see above)")
         return all(row["state"] in ("running", "skipped") for row in plan)
     emit([s.as_dict() for s in stack.up(timeout, Progress())], fmt, ("service", "url", "state"))
     return True

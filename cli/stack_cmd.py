@@ -110,7 +110,10 @@ def up(
     flags = {key.removesuffix("_port"): value for key, value in ports.items()}
     the_stack = _stack(settings, warehouse, s3_endpoint, **flags)
     if dry_run:
-        emit(the_stack.plan(services), fmt, ("service", "url", "state", "action"))
+        plan = the_stack.plan(services)
+        emit(plan, fmt, ("service", "url", "state", "action"))
+        if any(str(row["action"]).startswith("would fail") for row in plan):
+            sys.exit(1)  # the plan says `up` would fail: scripts can tell before trying
         return
     started = time.monotonic()
     states = the_stack.up(timeout=timeout, progress=Progress(), only=services)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -103,6 +104,17 @@ def test_up_refuses_a_port_in_use_before_downloading(busy_port: int, tmp_path: P
         f"or pick another port with --registry-port or K2_REGISTRY_PORT"
     )
     assert not (tmp_path / "cache").exists(), "nothing may be downloaded when a port is taken"
+
+
+def test_up_dry_run_predicts_the_taken_port_and_touches_nothing(busy_port: int, tmp_path: Path) -> None:
+    env = {"K2_HOME": str(tmp_path / "home"), "K2_CACHE_DIR": str(tmp_path / "cache"), **AWAY_PORTS}
+    args = ["stack", "up", "--dry-run", "--registry-port", str(busy_port), "--format", "json"]
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 1
+    rows = {row["service"]: row["action"] for row in json.loads(result.output)}
+    assert rows["registry"] == f"would fail: port {busy_port} is in use by another process"
+    assert rows["catalog"].startswith("would")
+    assert not (tmp_path / "home").exists() and not (tmp_path / "cache").exists()
 
 
 def _path_with(tmp_path: Path, programs: dict[str, str]) -> str:
