@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .options import DURATION, assignments
+from .options import DURATION, MOMENT, assignments
 from .output import emit, format_option
 from .settings import Settings
 
@@ -240,8 +240,10 @@ def info(settings: Settings, fmt: str) -> None:
     show_default=True,
     help="Candle length to compare.",
 )
-@click.option("--since", required=True, help="Start of a closed range (UTC), e.g. 2026-11-27T12:00:00Z.")
-@click.option("--until", required=True, help="End of the range (UTC, exclusive); its windows must be closed.")
+@click.option("--since", type=MOMENT, required=True, help="Start of a closed range (UTC), e.g. 2026-11-27T12:00:00Z.")
+@click.option(
+    "--until", type=MOMENT, required=True, help="End of the range (UTC, exclusive); its windows must be closed."
+)
 @click.option("--table", default="market_data.trades", show_default=True, help="Iceberg trades table.")
 @format_option()
 @click.pass_obj

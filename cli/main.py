@@ -26,6 +26,7 @@ from . import (
     topics_cmd,
     ui_cmd,
 )
+from .output import redact
 from .settings import Settings
 
 
@@ -47,7 +48,10 @@ class K2Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except click.ClickException as exc:
+            exc.message = redact(exc.message)  # type: ignore[misc]  # a URL's password is never printed
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
@@ -58,7 +62,7 @@ class K2Group(click.Group):
                 traceback.print_exc()
             ours = type(exc).__module__.startswith("k2.")
             message = str(exc) if ours else f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for details)"
-            click.echo(f"Error: {message}", err=True)
+            click.echo(f"Error: {redact(message)}", err=True)
             sys.exit(1)
 
 

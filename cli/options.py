@@ -49,6 +49,28 @@ DURATION = Duration()
 POSITIVE_DURATION = Duration(positive=True)
 
 
+class Moment(click.ParamType):
+    """An ISO-8601 time, UTC unless it says otherwise (2026-11-27T12:00:00Z), checked before any query."""
+
+    name = "time"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from datetime import UTC, datetime
+
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is not a time like 2026-11-27T12:00:00Z (ISO-8601, UTC by default)", param, ctx)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+MOMENT = Moment()
+
+
 class Symbols(click.ParamType):
     """``BTCUSDT,ETHUSDT``: distinct Binance symbols as Binance writes them (Unicode ones included)."""
 

@@ -12,6 +12,7 @@ import csv
 import functools
 import io
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
@@ -27,6 +28,15 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 FORMATS = ("table", "json", "jsonl", "csv")
+# user:password@ in a URL (a connection option may carry one): never printed, in records or errors.
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]+):[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """The text with every URL's password replaced by ***."""
+    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
 ROW_FORMATS = (*FORMATS, "parquet")
 
 
@@ -53,10 +63,17 @@ def format_option(default: str = "table", rows: bool = False) -> Callable[[Calla
             destination = _Destination(output)
             token = _destination.set(destination)
             try:
-                return command(*args, **kwargs)
+                result = command(*args, **kwargs)
+            except SystemExit as exit_:  # a command that exits non-zero after emitting (status, reconcile)
+                if destination.opened:
+                    click.echo(f"Wrote {destination.rows} rows to {output}", err=True)
+                raise exit_
             finally:
                 _destination.reset(token)
-                click.echo(f"Wrote {destination.rows} rows to {output}", err=True)
+            if not destination.opened:
+                _open(output, "w").close()  # no records: an empty file, not a stale one
+            click.echo(f"Wrote {destination.rows} rows to {output}", err=True)  # said only when it is true
+            return result
 
         click.option(
             "--output",
@@ -124,16 +141,23 @@ def emit(rows: Sequence[Mapping[str, Any]], fmt: str, columns: Sequence[str] | N
         columns = list(columns or (rows[0].keys() if rows else []))
         emit_table(pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows]), fmt)
         return
-    text = render(rows, fmt, columns)
+    text = redact(render(rows, fmt, columns))
     destination = _destination.get()
     if destination is None:
         if text:
             click.echo(text)
         return
-    with destination.path.open("a" if destination.opened else "w") as out:
+    with _open(destination.path, "a" if destination.opened else "w") as out:
         out.write(text + "\n" if text else "")
     destination.opened = True
     destination.rows += len(rows)
+
+
+def _open(path: Path, mode: str) -> io.TextIOWrapper:
+    try:
+        return path.open(mode)  # type: ignore[return-value]
+    except OSError as exc:
+        raise click.ClickException(f"cannot write --output {path}: {exc.strerror}") from None
 
 
 def emit_table(table: pa.Table, fmt: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import POSITIVE_DURATION, symbols_option
+from .options import MOMENT, POSITIVE_DURATION, symbols_option
 from .output import emit, emit_table, format_option
 from .settings import Settings
 
@@ -25,9 +25,14 @@ CANDLE_COLUMNS = (
 @click.command()
 @click.argument("sql")
 @format_option(rows=True)
-@click.option("--snapshot", "snapshot_id", type=int, help="Read the table that has this snapshot id at it.")
 @click.option(
-    "--as-of", "as_of", help="Read every table as its main branch was at this UTC time, e.g. 2026-11-27T12:00:00."
+    "--snapshot", "snapshot_id", type=int, help="Read each table as of snapshot ID (ids: `k2 tables snapshots`)."
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=MOMENT,
+    help="Read every table as its main branch was at this UTC time, e.g. 2026-11-27T12:00:00.",
 )
 @click.pass_obj
 def query(settings: Settings, sql: str, fmt: str, snapshot_id: int | None, as_of: str | None) -> None:
@@ -48,6 +53,9 @@ def query(settings: Settings, sql: str, fmt: str, snapshot_id: int | None, as_of
 
     if snapshot_id is not None and as_of is not None:
         raise click.UsageError("--snapshot and --as-of do not go together: pick one")
+    from k2.query.engine import refuse_writes
+
+    refuse_writes(sql)  # before the catalog is reached: a write is refused even with the catalog away
     lake = Lake(settings.catalog_uri, snapshot_id=snapshot_id, as_of=as_of)
     if fmt == "parquet":
         emit_table(lake.query(sql), fmt)
@@ -65,8 +73,10 @@ def query(settings: Settings, sql: str, fmt: str, snapshot_id: int | None, as_of
     show_default=True,
     help="Candle length.",
 )
-@click.option("--since", default="1970-01-01T00:00:00Z", help="Start (UTC, inclusive).  [default: beginning]")
-@click.option("--until", default="9999-12-31T00:00:00Z", help="End (UTC, exclusive).  [default: no end]")
+@click.option(
+    "--since", type=MOMENT, default="1970-01-01T00:00:00Z", help="Start (UTC, inclusive).  [default: beginning]"
+)
+@click.option("--until", type=MOMENT, default="9999-12-31T00:00:00Z", help="End (UTC, exclusive).  [default: no end]")
 @click.option("--table", "table", default="market_data.trades", show_default=True, help="Trades table to read.")
 @format_option(rows=True)
 @click.pass_obj
@@ -105,8 +115,8 @@ def _window(last: float, since: str | None, until: str | None) -> tuple[str, str
 @click.option(
     "--last", type=POSITIVE_DURATION, default="24h", show_default=True, help="Window ending now, e.g. 30m or 7d."
 )
-@click.option("--since", help="Window start (UTC, inclusive); overrides --last.")
-@click.option("--until", help="Window end (UTC, exclusive).  [default: now]")
+@click.option("--since", type=MOMENT, help="Window start (UTC, inclusive); overrides --last.")
+@click.option("--until", type=MOMENT, help="Window end (UTC, exclusive).  [default: now]")
 @click.option("--table", "table", default="market_data.trades", show_default=True, help="Trades table to read.")
 @format_option(rows=True)
 @click.pass_obj

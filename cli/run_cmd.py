@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .options import DURATION, POSITIVE_DURATION, producer_metrics_options, symbols_option
-from .output import Progress, emit, emit_record, format_option
+from .output import Progress, emit, emit_record, format_option, redact
 from .settings import Settings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "producer" / "samples" / "binance-trades-sample.jsonl"
@@ -161,7 +161,7 @@ def run(
         KsqlClient(settings.ksql_url, timeout=10).info()
     except KsqlError:
         # ksqlDB exists only as a container image: it runs in Compose, never in the local stack.
-        click.echo(f"ksqlDB not reachable at {settings.ksql_url} (it runs in Compose only): skipped", err=True)
+        click.echo(redact(f"ksqlDB not reachable at {settings.ksql_url} (it runs in Compose only): skipped"), err=True)
     else:
         ctx.invoke(ksql_cmd.apply, dry_run=dry_run, timeout=timeout, fmt=fmt)
     if dry_run:
