@@ -172,14 +172,19 @@ def query(settings: Settings, sql: str, limit: int | None, fmt: str) -> None:
     columns = [c.lower() for c in result.columns]
     streaming = fmt == "jsonl"
     rows: list[dict[str, Any]] = []
-    for count, row in enumerate(result.rows, start=1):
-        item = dict(zip(columns, row, strict=False))
-        if streaming:
-            emit([item], "jsonl", columns)
-        else:
-            rows.append(item)
-        if limit and count >= limit:
-            break
+    try:
+        for count, row in enumerate(result.rows, start=1):
+            item = dict(zip(columns, row, strict=False))
+            if streaming:
+                emit([item], "jsonl", columns)
+            else:
+                rows.append(item)
+            if limit and count >= limit:
+                break
+    except KeyboardInterrupt:  # a push query stopped by Ctrl-C: what arrived is still printed
+        if not streaming:
+            emit(rows, fmt, columns)
+        raise
     if not streaming:
         emit(rows, fmt, columns)
 

@@ -94,7 +94,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: bool, **urls_given: str 
     Examples:
       k2 stack up                  # start Kafka, registry, Connect, Iceberg REST catalog
       k2 stack status --format json
-      K2_CONNECT_URL=http://connect:8083 k2 stack status
+      K2_CONNECT_URL=http://connect.example:8083 k2 status   # another cluster's pipeline
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
     state_home = home.resolve() if home else default_home()

@@ -27,7 +27,7 @@ class Duration(click.ParamType):
         self.positive = positive
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        return "DURATION"
+        return "DURATION"  # 90s, 10m, 24h, 7d; a bare number is seconds
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, (int, float)):

@@ -178,7 +178,9 @@ def binance_standin() -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=9443, show_default=True, help="Port for both WebSocket and REST."
 )
-@click.option("--rate", type=float, default=50.0, show_default=True, help="Frames per second.")
+@click.option(
+    "--rate", type=click.FloatRange(min=0, min_open=True), default=50.0, show_default=True, help="Frames per second."
+)
 @click.option("--loop/--no-loop", default=True, show_default=True, help="Replay again with new ids at the end.")
 @click.option(
     "--disconnect-every", type=click.IntRange(min=0), default=0, help="Force a disconnect every N frames (0: never)."

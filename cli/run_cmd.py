@@ -50,7 +50,7 @@ def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bo
         rows = _reachable(settings)
         emit(rows, fmt, ("service", "url", "state"))
         down = [row["service"] for row in rows if row["state"] != "answering"]
-        if down and not dry_run:
+        if down:
             raise click.ClickException(
                 f"{', '.join(down)} not answering at the given URL(s); `k2 run` starts the local stack only "
                 "when no connection option or K2_*_URL / K2_BOOTSTRAP_SERVERS / K2_CATALOG_URI is set"
@@ -133,7 +133,8 @@ def run(
       k2 run --replay my-frames.jsonl
       k2 run --symbols BTCUSDT,ETHUSDT --duration 5m      # live Binance
       k2 run --dry-run                      # what each step would change
-      K2_CONNECT_URL=http://connect:8083 K2_BOOTSTRAP_SERVERS=kafka:29092 k2 run --standin
+      K2_BOOTSTRAP_SERVERS=kafka.example:9092 K2_REGISTRY_URL=http://registry.example:8081 \\
+        K2_CONNECT_URL=http://connect.example:8083 K2_CATALOG_URI=http://catalog.example:8181 k2 run --standin
     """
     from k2.producer.app import ProduceOptions, run_live, run_replay
     from k2.schemas.contract import load_topics

@@ -39,7 +39,7 @@ def stack() -> None:
 
     \b
     Examples:
-      k2 stack up --timeout 300
+      k2 stack up --timeout 5m
       k2 stack status --format json
       k2 stack logs connect -n 50
       k2 stack down && k2 stack reset --yes

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .options import DURATION
+from .options import DURATION, POSITIVE_DURATION
 from .output import emit, format_option
 from .settings import Settings
 
@@ -260,9 +260,7 @@ def rows(status: dict[str, Any]) -> list[dict[str, Any]]:
 @click.command()
 @click.option(
     "--producer-metrics",
-    default="http://127.0.0.1:9091/metrics",
-    show_default=True,
-    help="The producer's metrics URL (`k2 produce --metrics-port`).",
+    help="The producer's metrics URL.  [default: http://127.0.0.1:$K2_PRODUCER_METRICS_PORT/metrics, port 9091]",
 )
 @click.option("--require-producer", is_flag=True, help="A producer that is not running and connected is unhealthy.")
 @click.option(
@@ -281,13 +279,13 @@ def rows(status: dict[str, Any]) -> list[dict[str, Any]]:
 )
 @click.option("--watch", is_flag=True, help="Refresh every --interval until Ctrl-C (jsonl: one line per refresh).")
 @click.option(
-    "--interval", type=DURATION, default="5s", show_default=True, help="With --watch: time between refreshes."
+    "--interval", type=POSITIVE_DURATION, default="5s", show_default=True, help="With --watch: time between refreshes."
 )
 @format_option()
 @click.pass_obj
 def status(
     settings: Settings,
-    producer_metrics: str,
+    producer_metrics: str | None,
     require_producer: bool,
     max_lag: int,
     max_commit_age: float,
@@ -312,6 +310,10 @@ def status(
       k2 status --watch --interval 10s
       k2 status --require-producer --max-lag 10000 || alert-someone
     """
+    import os
+
+    port = os.environ.get("K2_PRODUCER_METRICS_PORT") or "9091"  # where `k2 produce` serves them
+    producer_metrics = producer_metrics or f"http://127.0.0.1:{port}/metrics"
     while True:
         found = gather(settings, producer_metrics, require_producer, max_lag, max_commit_age)
         if fmt in ("json", "jsonl"):

@@ -125,7 +125,8 @@ def maintain(
     fmt: str,
 ) -> None:
     """Keep a table healthy: merge small files, compact finished partitions, expire snapshots, delete
-    files nothing references any more. Without TABLE, every table of connect/tables.toml that exists.
+    files nothing references any more. With --watch and no TABLE, every table of connect/tables.toml that
+    exists.
 
     Works on any table: partitions and sort order are read from the table; the policy (small-file bound,
     target file size, size tiers, snapshot retention and count, orphan age) is the table's
