@@ -310,9 +310,11 @@ def main(
     warm = samples[min(2, len(samples) - 1)] if samples else {}
 
     def within(key: str, factor: float, base: dict[str, Any]) -> bool | None:
-        if not base.get(key) or not last.get(key):
+        """The last sample that has the value (the producer may have exited by the final one)."""
+        latest = next((sample[key] for sample in reversed(samples) if sample.get(key)), None)
+        if not base.get(key) or latest is None:
             return None
-        return bool(last[key] <= base[key] * factor)
+        return bool(latest <= base[key] * factor)
 
     goals = {
         "max_files_per_partition_max": max((s["max_files_per_partition"] for s in samples), default=None),
