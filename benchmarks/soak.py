@@ -306,7 +306,7 @@ def main(
     keys = [(row["symbol"], row["trade_id"]) for row in landed]
     sent = {(e["s"], e["t"]) for e in events}
     exact = len(keys) == len(set(keys)) == acknowledged and set(keys) == sent
-    first, last = samples[0] if samples else {}, samples[-1] if samples else {}
+    first = samples[0] if samples else {}
     warm = samples[min(2, len(samples) - 1)] if samples else {}
 
     def within(key: str, factor: float, base: dict[str, Any]) -> bool | None:
