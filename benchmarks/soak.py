@@ -32,8 +32,7 @@ from k2.connect.maintenance import _max_files_per_partition, head_manifests
 from k2.connect.tables import apply_table, load_table_specs, rest_catalog
 from k2.producer.sample import generate_events
 from k2.producer.standin import BinanceStandIn
-from k2.stack.manager import default_home, stack_ports
-from k2.stack.services import urls
+from k2.stack.ports import default_home, stack_ports, urls
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
@@ -10,22 +11,8 @@ from typing import Any
 
 import click
 
-from k2.stack.manager import default_home, stack_ports
-from k2.stack.services import urls
+from k2.stack.ports import default_home, stack_ports, urls
 
-from . import (
-    connect_cmd,
-    ksql_cmd,
-    produce_cmd,
-    query_cmd,
-    run_cmd,
-    schemas_cmd,
-    stack_cmd,
-    status_cmd,
-    tables_cmd,
-    topics_cmd,
-    ui_cmd,
-)
 from .output import redact
 from .settings import Settings
 
@@ -42,8 +29,40 @@ def local_defaults(home: Path) -> dict[str, str]:
     }
 
 
+# Each command's module is imported when that command runs (or --help lists it): `k2 query` pays for
+# neither the stack manager nor the producer.
+COMMANDS = {
+    "run": "run_cmd:run",
+    "status": "status_cmd:status",
+    "stack": "stack_cmd:stack",
+    "topics": "topics_cmd:topics",
+    "schemas": "schemas_cmd:schemas",
+    "produce": "produce_cmd:produce",
+    "binance-standin": "produce_cmd:binance_standin",
+    "tables": "tables_cmd:tables",
+    "deploy-connectors": "connect_cmd:deploy_connectors",
+    "connectors": "connect_cmd:connectors",
+    "query": "query_cmd:query",
+    "candles": "query_cmd:candles",
+    "volume": "query_cmd:volume",
+    "ksql": "ksql_cmd:ksql",
+    "kafka-ui": "ui_cmd:kafka_ui",
+}
+
+
 class K2Group(click.Group):
-    """A group whose failures are one line on stderr and a non-zero exit; tracebacks only with --verbose."""
+    """The root group: commands load on first use, and failures are one line on stderr and a non-zero
+    exit (tracebacks only with --verbose)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module, attribute = COMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(f"k2.cli.{module}"), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -105,23 +124,6 @@ def cli(ctx: click.Context, home: Path | None, verbose: bool, **urls_given: str 
         **{key: urls_given.get(key) or defaults[key] for key in defaults},
         given=frozenset(key for key, value in urls_given.items() if value),
     )
-
-
-cli.add_command(run_cmd.run)
-cli.add_command(status_cmd.status)
-cli.add_command(stack_cmd.stack)
-cli.add_command(topics_cmd.topics)
-cli.add_command(schemas_cmd.schemas)
-cli.add_command(produce_cmd.produce)
-cli.add_command(produce_cmd.binance_standin)
-cli.add_command(tables_cmd.tables)
-cli.add_command(connect_cmd.deploy_connectors)
-cli.add_command(connect_cmd.connectors)
-cli.add_command(query_cmd.query)
-cli.add_command(query_cmd.candles)
-cli.add_command(query_cmd.volume)
-cli.add_command(ksql_cmd.ksql)
-cli.add_command(ui_cmd.kafka_ui)
 
 
 def main() -> None:

@@ -43,7 +43,8 @@ def _reachable(settings: Settings) -> list[dict[str, Any]]:
 def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bool:
     """Make sure the services answer: the local stack is started only when the URLs are its own and
     nothing else (Docker Compose) already serves them. False when a dry run finds them not running."""
-    from k2.stack.manager import Stack, default_cache, stack_ports
+    from k2.stack.manager import Stack, default_cache
+    from k2.stack.ports import stack_ports
     from k2.stack.services import Context
 
     if not _local(settings):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from k2.stack.manager import Stack, default_cache, stack_ports
-from k2.stack.services import SERVICE_NAMES, Context, Ports
+from k2.stack.ports import SERVICE_NAMES, Ports, stack_ports
+
+if TYPE_CHECKING:
+    from k2.stack.manager import Stack
 
 from .options import DURATION
 from .output import Progress, emit, format_option
@@ -23,6 +25,9 @@ def _stack(
     settings: Settings, warehouse: str | None = None, s3_endpoint: str | None = None, **port_flags: int | None
 ) -> Stack:
     ports = stack_ports(settings.home, flags=port_flags)
+    from k2.stack.manager import Stack, default_cache  # here: every `k2` command imports this module
+    from k2.stack.services import Context
+
     context = Context(settings.home, default_cache(), ports, warehouse_uri=warehouse, s3_endpoint=s3_endpoint)
     return Stack(context)
 

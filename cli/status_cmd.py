@@ -17,7 +17,8 @@ ROW_COLUMNS = ("part", "name", "state", "detail")
 
 
 def _services(settings: Settings) -> list[dict[str, Any]]:
-    from k2.stack.manager import Stack, default_cache, stack_ports
+    from k2.stack.manager import Stack, default_cache
+    from k2.stack.ports import stack_ports
     from k2.stack.services import Context
 
     from .run_cmd import _local, _reachable

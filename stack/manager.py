@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .exceptions import StackError
+from .ports import HOST, PORTS_FILE, Ports, port_flag
 from .resolve import (
     Component,
     GoTool,
@@ -27,21 +28,17 @@ from .resolve import (
     resolve,
 )
 from .services import (
-    HOST,
     SERVICES,
     Context,
-    Ports,
     Service,
     find_go,
     find_java,
     find_maven,
-    port_flag,
     service,
 )
 
 Progress = Callable[[str], None]
 STATE_DIRS = ("logs", "run", "data", "kafka", "connect", "registry", "maintainer", "metrics", "alerts", "tmp")
-PORTS_FILE = "ports.json"
 WAREHOUSE_FILE = "warehouse.json"  # where the catalog's warehouse is, as the last `up` that started it said
 # States that need nothing done: a service skipped by `up` (its Go program could not be had) is not a failure.
 OK_STATES = ("running", "skipped")
@@ -93,26 +90,12 @@ def _notice(message: str) -> None:
     sys.stderr.flush()
 
 
-def default_home(env: dict[str, str] | os._Environ[str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env.get("K2_HOME") or ".k2").resolve()
-
-
 def default_cache(env: dict[str, str] | os._Environ[str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get("K2_CACHE_DIR"):
         return Path(env["K2_CACHE_DIR"]).resolve()
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "k2"
-
-
-def recorded_ports(home: Path) -> dict[str, int]:
-    """Ports the last ``up`` used in this state directory (so ``status``/``down`` need no flags)."""
-    try:
-        data = json.loads((home / PORTS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: int(v) for k, v in data.items() if k in Ports.ENV}
 
 
 def recorded_warehouse(home: Path) -> tuple[str | None, str | None]:
@@ -122,16 +105,6 @@ def recorded_warehouse(home: Path) -> tuple[str | None, str | None]:
     except (OSError, ValueError):
         return None, None
     return data.get("warehouse_uri"), data.get("s3_endpoint")
-
-
-def stack_ports(
-    home: Path, env: Mapping[str, str] | None = None, flags: Mapping[str, int | None] | None = None
-) -> Ports:
-    """The stack's ports: flags over K2_*_PORT variables over the ports the last `up` recorded in
-    ``home`` over the defaults, so `status`, `down` and every client agree with how it was started."""
-    env = os.environ if env is None else env
-    recorded = {Ports.ENV[k]: str(v) for k, v in recorded_ports(home).items()}
-    return Ports.from_env(recorded | {k: v for k, v in env.items() if k in Ports.ENV.values()}, **(flags or {}))
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:

@@ -20,16 +20,16 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .exceptions import StackError
+from .ports import HOST, SERVICE_NAMES, Ports, urls
 from .resolve import Component, GoTool, component_dir, go_tool_path, load_components, load_go_tools
 
 CONFIG_DIR = Path(__file__).with_name("config")
 JAVA_DIR = Path(__file__).with_name("java")
-HOST = "127.0.0.1"
 MIN_JAVA = 17
 # The maintainer's cycle; its health check wants a heartbeat within three cycles (and a minute's grace).
 MAINTAINER_INTERVAL_ENV = "K2_MAINTAINER_INTERVAL"
@@ -43,69 +43,6 @@ DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"  # also generate
 METRICS_FLAGS = ("-retentionPeriod=7d", "-promscrape.config.strictParse=true", "-search.latencyOffset=5s")
 # vmalert's, likewise; rules are evaluated every 15 s unless a group in alerts.yml says otherwise.
 ALERTS_FLAGS = ("-notifier.blackhole", "-evaluationInterval=15s")
-
-
-@dataclass(frozen=True)
-class Ports:
-    """Loopback ports of the local stack. Each can be set by a flag or a ``K2_*_PORT`` variable."""
-
-    kafka: int = 9092
-    controller: int = 9093
-    registry: int = 8081
-    connect: int = 8083
-    catalog: int = 8181
-    maintainer: int = 9464  # the maintainer's metrics (`k2 tables maintain --metrics-port`)
-    kafka_jmx: int = 9404  # the broker's JMX exporter (/metrics)
-    connect_jmx: int = 9405  # the Connect worker's JMX exporter (/metrics)
-    metrics: int = 8428  # VictoriaMetrics
-    alerts: int = 8880  # vmalert
-
-    ENV = {
-        "kafka": "K2_KAFKA_PORT",
-        "controller": "K2_CONTROLLER_PORT",
-        "registry": "K2_REGISTRY_PORT",
-        "connect": "K2_CONNECT_PORT",
-        "catalog": "K2_CATALOG_PORT",
-        "maintainer": "K2_MAINTAINER_PORT",
-        "kafka_jmx": "K2_KAFKA_JMX_PORT",
-        "connect_jmx": "K2_CONNECT_JMX_PORT",
-        "metrics": "K2_METRICS_PORT",
-        "alerts": "K2_ALERTS_PORT",
-    }
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: int | None) -> Ports:
-        """Ports from flags (``overrides``) over environment variables over defaults."""
-        env = os.environ if env is None else env
-        values: dict[str, int] = {}
-        for name, var in cls.ENV.items():
-            flag = overrides.get(name)
-            raw: object = flag if flag is not None else env.get(var)
-            if raw is None or raw == "":
-                continue
-            try:
-                port = int(str(raw))
-            except ValueError:
-                raise StackError(f"{var}={raw!r} is not a port number (use 1-65535)") from None
-            if not 0 < port < 65536:
-                raise StackError(f"{name} port {port} is out of range (use 1-65535, via {port_flag(name)} or {var})")
-            values[name] = port
-        ports = replace(cls(), **values)
-        seen: dict[int, str] = {}
-        for name in cls.ENV:
-            port = getattr(ports, name)
-            if port in seen:
-                raise StackError(f"{seen[port]} and {name} are both set to port {port}; give each its own port")
-            seen[port] = name
-        return ports
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.ENV}
-
-
-def port_flag(name: str) -> str:
-    """The `k2 stack up` option for a port of ``Ports`` (kafka_jmx: --kafka-jmx-port)."""
-    return f"--{name.replace('_', '-')}-port"
 
 
 @dataclass(frozen=True)
@@ -139,21 +76,6 @@ class Context:
 
     def lib(self, component: Component) -> Path:
         return component_dir(self.cache, component) / component.output_subdir
-
-
-def urls(ports: Ports) -> dict[str, str]:
-    """The client-facing address of each service, as the CLI's connection options expect them, and
-    of the metrics endpoints (the JMX exporters' /metrics, the metrics server, the alert evaluator)."""
-    return {
-        "kafka": f"{HOST}:{ports.kafka}",
-        "registry": f"http://{HOST}:{ports.registry}/apis/ccompat/v7",
-        "connect": f"http://{HOST}:{ports.connect}",
-        "catalog": f"http://{HOST}:{ports.catalog}",
-        "kafka_jmx": f"http://{HOST}:{ports.kafka_jmx}/metrics",
-        "connect_jmx": f"http://{HOST}:{ports.connect_jmx}/metrics",
-        "metrics": f"http://{HOST}:{ports.metrics}",
-        "alerts": f"http://{HOST}:{ports.alerts}",
-    }
 
 
 def http_ok(url: str) -> bool:
@@ -587,7 +509,8 @@ SERVICES: tuple[Service, ...] = (
     ),
 )
 
-SERVICE_NAMES = tuple(s.name for s in SERVICES)
+if SERVICE_NAMES != tuple(s.name for s in SERVICES):  # ports.py names them for the CLI's fast start-up
+    raise StackError(f"stack/ports.py SERVICE_NAMES {SERVICE_NAMES} differ from the services defined here")
 
 
 def service(name: str) -> Service:

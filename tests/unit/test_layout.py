@@ -20,3 +20,12 @@ def test_integration_modules_share_helpers_instead_of_importing_each_other() -> 
 def test_the_query_layer_stays_thin() -> None:
     lines = sum(len(path.read_text().splitlines()) for path in (ROOT / "query").glob("*.py"))
     assert lines < 450, f"query/ has {lines} lines of Python; DuckDB's own Iceberg support should do the work"
+
+
+def test_the_cli_starts_without_the_stack_manager_duckdb_or_pyarrow() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, k2.cli.main; print(','.join(m for m in ('k2.stack.manager', 'duckdb', 'pyarrow', 'k2.producer.app') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "", f"every `k2` command would pay for importing {loaded}"

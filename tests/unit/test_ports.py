@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from k2.cli.main import cli
 from k2.stack.exceptions import StackError
 from k2.stack.manager import port_in_use
-from k2.stack.services import SERVICES, Ports, java_major, port_flag, urls
+from k2.stack.ports import Ports, port_flag, urls
+from k2.stack.services import SERVICES, java_major
 
 
 def test_defaults_are_the_documented_ports() -> None:
