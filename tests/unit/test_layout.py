@@ -26,6 +26,7 @@ def test_the_cli_starts_without_the_stack_manager_duckdb_or_pyarrow() -> None:
     import subprocess
     import sys
 
-    code = "import sys, k2.cli.main; print(','.join(m for m in ('k2.stack.manager', 'duckdb', 'pyarrow', 'k2.producer.app') if m in sys.modules))"
+    heavy = ("k2.stack.manager", "duckdb", "pyarrow", "k2.producer.app")
+    code = f"import sys, k2.cli.main; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "", f"every `k2` command would pay for importing {loaded}"
