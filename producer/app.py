@@ -124,8 +124,8 @@ class Pipeline:
         # Read by the metrics collector when Prometheus scrapes; plain dicts cost the hot path ~0.06 us each,
         # and nothing at all with --metrics-port 0.
         self.metered = options.metrics_port != 0
-        self.frames_by_symbol: dict[str, int] = {}
-        self.trades_by_symbol: dict[str, int] = {}
+        self.trades_by_symbol: dict[str, int] = {}  # frames per symbol = trades + bad frames
+        self.bad_frames_by_symbol: dict[str, int] = {}
         self.dead_by_reason: dict[str, int] = {}
         self.last_price: dict[str, int] = {}  # per symbol, of the last trade sent (unscaled, * 10**8)
         self.volume_units: dict[str, int] = {}  # per symbol, quantities sent (unscaled, * 10**8)
@@ -162,7 +162,7 @@ class Pipeline:
             if self.metered:
                 self.dead_by_reason[exc.kind] = self.dead_by_reason.get(exc.kind, 0) + 1
                 symbol = exc.symbol or ""
-                self.frames_by_symbol[symbol] = self.frames_by_symbol.get(symbol, 0) + 1
+                self.bad_frames_by_symbol[symbol] = self.bad_frames_by_symbol.get(symbol, 0) + 1
             return False
         if item is CONTROL:
             return False
@@ -170,7 +170,6 @@ class Pipeline:
             return True
         if self.metered:
             symbol = item.symbol  # type: ignore[union-attr]
-            self.frames_by_symbol[symbol] = self.frames_by_symbol.get(symbol, 0) + 1
             self.trades_by_symbol[symbol] = self.trades_by_symbol.get(symbol, 0) + 1
         self.sequencer.accept(item)  # type: ignore[arg-type]
         return False

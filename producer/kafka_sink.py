@@ -114,7 +114,7 @@ class KafkaSink:
         self._overflow: deque[tuple[str, bytes, bytes | None, Any]] = deque()
         self.dlq_topic = dlq_topic
         self.stats = DeliveryStats()
-        self.metered = metered  # histograms only when metrics are served
+        self.metered = metered  # histograms only while metrics are served
         self.delivery_latency = Buckets(DELIVERY_BUCKETS)  # trades: produce() to acknowledgement
         self.event_lag = Buckets(EVENT_LAG_BUCKETS)  # trades: ingest time minus trade time
         self.encoder = TradeEncoder()
@@ -182,10 +182,10 @@ class KafkaSink:
             key = self._keys[trade.symbol] = trade.symbol.encode()
         now_ms = int(time.time() * 1000)
         body = self.encoder.encode_trade(trade, now_ms)
-        if self.metered:
-            self.event_lag.observe((now_ms - trade.trade_time) / 1000)
         self._produce(self.topic, self._prefix + body, key)
         self.stats.trades_sent += 1
+        if self.metered:
+            self.event_lag.observe((now_ms - trade.trade_time) / 1000)
 
     def dead_letter(self, raw: bytes | str, reason: str, symbol: str | None, source: str) -> None:
         value = raw.encode() if isinstance(raw, str) else raw
