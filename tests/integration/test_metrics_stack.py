@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from k2.stack.services import CONFIG_DIR
 
-from .conftest import TEST_PORTS, LocalStack, unique
+from .conftest import PRODUCER_METRICS_PORT, TEST_PORTS, LocalStack, unique
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +70,9 @@ def test_the_metrics_server_scrapes_broker_and_connect_through_the_jmx_exporter(
     jobs = _eventually(up, what=f"kafka, connect, maintainer and registry up in {_targets()}")
     assert jobs["kafka"][0]["scrapeUrl"] == f"http://127.0.0.1:{TEST_PORTS['K2_KAFKA_JMX_PORT']}/metrics"
     assert jobs["connect"][0]["scrapeUrl"] == f"http://127.0.0.1:{TEST_PORTS['K2_CONNECT_JMX_PORT']}/metrics"
-    # The test stack's producers serve no metrics (K2_PRODUCER_METRICS_PORT=0): the job has no target.
-    assert "k2-producer" not in jobs
+    # `k2 stack up` in the tests points the k2-producer job at PRODUCER_METRICS_PORT, where a test's
+    # producer serves when it asks to (test_dashboards_live.py); the other producers serve none.
+    assert [t["scrapeUrl"] for t in jobs["k2-producer"]] == [f"http://127.0.0.1:{PRODUCER_METRICS_PORT}/metrics"]
     # The exporter's rules apply: the broker's health gauges and the worker's counts are there.
     _eventually(lambda: _query("kafka_controller_kafkacontroller_activecontrollercount == 1"), what="controller")
     _eventually(lambda: _query('kafka_connect_worker_connector_count{job="connect"}'), what="worker series")
