@@ -315,4 +315,5 @@ def test_grafana_reads_the_metrics_server_and_the_generated_dashboards() -> None
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards/k2"
     assert "-vmui.customDashboardsPath=/etc/k2/dashboards" in SERVICES["metrics"]["command"]
     assert "./stack/dashboards:/etc/k2/dashboards:ro" in SERVICES["metrics"]["volumes"]
-    assert str(grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]).startswith("${GRAFANA_ADMIN_PASSWORD:-${MINIO_ROOT_PASSWORD:?")
+    password = str(grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"])
+    assert password.startswith("${GRAFANA_ADMIN_PASSWORD:-${MINIO_ROOT_PASSWORD:?"), "a secret, never a default"
