@@ -10,7 +10,7 @@ import click
 
 from .options import DURATION, POSITIVE_DURATION, producer_metrics_options, symbols_option
 from .output import Progress, emit, emit_record, format_option, redact
-from .settings import Settings
+from .settings import Settings, reachable, uses_local_stack
 
 SAMPLE = Path(__file__).resolve().parents[1] / "producer" / "samples" / "binance-trades-sample.jsonl"
 DEFAULT_SYMBOLS = "BTCUSDT,ETHUSDT,BNBUSDT"
@@ -20,26 +20,6 @@ def _step(message: str) -> None:
     click.secho(f"==> {message}", bold=True, err=True)
 
 
-def _local(settings: Settings) -> bool:
-    """True when every service URL is the local stack's default (no flag or K2_* variable moved one)."""
-    return not settings.given & {"bootstrap_servers", "registry_url", "connect_url", "catalog_uri"}
-
-
-def _reachable(settings: Settings) -> list[dict[str, Any]]:
-    """Each service at the URL the settings give, and whether it answers (Compose, a remote cluster)."""
-    from k2.stack.services import http_ok, kafka_ok
-
-    checks = {
-        "kafka": (settings.bootstrap_servers, lambda: kafka_ok(settings.bootstrap_servers)),
-        "registry": (settings.registry_url, lambda: http_ok(settings.registry_url.rstrip("/") + "/subjects")),
-        "connect": (settings.connect_url, lambda: http_ok(settings.connect_url)),
-        "catalog": (settings.catalog_uri, lambda: http_ok(settings.catalog_uri.rstrip("/") + "/v1/config")),
-    }
-    return [
-        {"service": n, "url": url, "state": "answering" if ok() else "not answering"} for n, (url, ok) in checks.items()
-    ]
-
-
 def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bool:
     """Make sure the services answer: the local stack is started only when the URLs are its own and
     nothing else (Docker Compose) already serves them. False when a dry run finds them not running."""
@@ -47,8 +27,8 @@ def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bo
     from k2.stack.ports import stack_ports
     from k2.stack.services import Context
 
-    if not _local(settings):
-        rows = _reachable(settings)
+    if not uses_local_stack(settings):
+        rows = reachable(settings)
         emit(rows, fmt, ("service", "url", "state"))
         down = [row["service"] for row in rows if row["state"] != "answering"]
         if down:
@@ -59,7 +39,7 @@ def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bo
         return not down
     stack = Stack(Context(settings.home, default_cache(), stack_ports(settings.home)))
     if all(state.pid is None for state in stack.states()):
-        rows = _reachable(settings)
+        rows = reachable(settings)
         if all(row["state"] == "answering" for row in rows):  # e.g. Docker Compose on the same ports
             click.echo("Services already answer on the local ports (Docker Compose?): using them.", err=True)
             emit(rows, fmt, ("service", "url", "state"))

@@ -21,13 +21,13 @@ def _services(settings: Settings) -> list[dict[str, Any]]:
     from k2.stack.ports import stack_ports
     from k2.stack.services import Context
 
-    from .run_cmd import _local, _reachable
+    from .settings import reachable, uses_local_stack
 
-    if not _local(settings):
-        return [{"name": r["service"], "url": r["url"], "state": r["state"]} for r in _reachable(settings)]
+    if not uses_local_stack(settings):
+        return [{"name": r["service"], "url": r["url"], "state": r["state"]} for r in reachable(settings)]
     states = Stack(Context(settings.home, default_cache(), stack_ports(settings.home))).states()
     if all(s.pid is None for s in states):  # not ours: services on the local ports (Docker Compose) count
-        return [{"name": r["service"], "url": r["url"], "state": r["state"]} for r in _reachable(settings)]
+        return [{"name": r["service"], "url": r["url"], "state": r["state"]} for r in reachable(settings)]
     return [{"name": s.service, "url": s.url, "state": s.state} for s in states]
 
 
