@@ -119,6 +119,50 @@ def port_in_use(port: int, host: str = HOST) -> bool:
     return False
 
 
+# /proc/net/tcp socket states, in messages about what holds a port.
+TCP_STATES = {
+    "01": "ESTABLISHED",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
+}
+
+
+def port_holder(port: int) -> str:
+    """What holds a loopback TCP port, read from /proc: "pid N (name), listen", or the state of a socket
+    no process owns any more; "" when nothing is found (or /proc is missing)."""
+    sockets: dict[str, str] = {}  # inode -> state
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] != "06":
+                sockets[fields[9]] = TCP_STATES.get(fields[3], fields[3])
+    if not sockets:
+        return ""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                inode = target[8:-1] if target.startswith("socket:[") else ""
+                if inode in sockets:
+                    name = (proc / "comm").read_text().strip()
+                    return f"pid {proc.name} ({name}), {sockets[inode].lower().replace('_', ' ')}"
+        except OSError:
+            continue
+    states = sorted(set(sockets.values()))
+    return f"a {'/'.join(states)} socket of a process that has exited"
+
+
 def _start_ticks(pid: int) -> int | None:
     """The process start time in clock ticks, to tell our pid from a reused one."""
     try:
@@ -307,9 +351,10 @@ class Stack:
                 port = getattr(ctx.ports, name)
                 if port_in_use(port):
                     role = PORT_ROLES.get(name) or (svc.name if name == svc.port else name)
+                    holder = port_holder(port)
                     raise StackError(
-                        f"port {port} for {role} is already in use by another process; stop it, or pick another "
-                        f"port with {port_flag(name)} or {Ports.ENV[name]}"
+                        f"port {port} for {role} is already in use by {holder or 'another process'}; stop it, or "
+                        f"pick another port with {port_flag(name)} or {Ports.ENV[name]}"
                     )
             pending.append(svc)
 
@@ -484,14 +529,24 @@ class Stack:
         while time.monotonic() < deadline:
             if not _alive(pid, ticks or None):
                 _reap(pid)
-                return "stopped"
+                return self._ports_freed(svc, deadline, "stopped")
             time.sleep(0.2)
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         _reap(pid)
-        return f"killed (no clean exit within {timeout:.0f}s)"
+        return self._ports_freed(svc, time.monotonic() + 5, f"killed (no clean exit within {timeout:.0f}s)")
+
+    def _ports_freed(self, svc: Service, deadline: float, result: str) -> str:
+        """Wait until none of the service's ports is bound, so that an `up` right after `down` finds them
+        free; say which port is still held, and by what, if one outlives the deadline."""
+        ports = [getattr(self.ctx.ports, name) for name in svc.port_names()]
+        while busy := [port for port in ports if port_in_use(port)]:
+            if time.monotonic() >= deadline:
+                return f"{result}; port {busy[0]} still held by {port_holder(busy[0]) or 'an unknown process'}"
+            time.sleep(0.2)
+        return result
 
     # -- reset -------------------------------------------------------------------------------
     def reset(self, include_cache: bool, dry_run: bool = False) -> list[Path]:

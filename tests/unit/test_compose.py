@@ -81,6 +81,9 @@ def test_connect_image_is_built_from_the_pinned_artifacts() -> None:
     plugins = {name for name, c in load_components().items() if c.kind == "plugin"}
     assert set(resolve_line.split()[-len(plugins) :]) == plugins, "the image must install every plugin component"
     assert "stack/config/connect-distributed.properties" in dockerfile
+    assert _tag("connect") == f"{VERSIONS['kafka']}-iceberg-{VERSIONS['iceberg_sink']}", "the tag names what it holds"
+    sink = [c for c in load_components()["iceberg-sink"].coordinates if c.group == "org.apache.iceberg"]
+    assert sink and {c.version for c in sink} == {VERSIONS["iceberg_sink"]}, sink
 
 
 def test_connect_environment_fills_every_worker_variable() -> None:

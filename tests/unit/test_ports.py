@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from k2.cli.main import cli
 from k2.stack.exceptions import StackError
-from k2.stack.manager import port_in_use
+from k2.stack.manager import port_holder, port_in_use
 from k2.stack.ports import Ports, port_flag, urls
 from k2.stack.services import SERVICES, java_major
 
@@ -81,6 +81,15 @@ def test_port_in_use_detects_a_listener(busy_port: int) -> None:
     assert port_in_use(busy_port)
 
 
+def test_port_holder_names_the_listening_process_and_nothing_for_a_free_port(busy_port: int) -> None:
+    assert port_holder(busy_port).startswith(f"pid {os.getpid()} (")
+    assert port_holder(busy_port).endswith("), listen")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        free = sock.getsockname()[1]
+    assert port_holder(free) == ""
+
+
 # Ports far from the defaults, so a developer's running stack does not interfere.
 AWAY_PORTS = {
     "K2_KAFKA_PORT": "39092",
@@ -100,8 +109,9 @@ def test_up_refuses_a_port_in_use_before_downloading(busy_port: int, tmp_path: P
     env = {"K2_HOME": str(tmp_path / "home"), "K2_CACHE_DIR": str(tmp_path / "cache"), **AWAY_PORTS}
     result = CliRunner().invoke(cli, ["stack", "up", "--registry-port", str(busy_port)], env=env)
     assert result.exit_code == 1
+    comm = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
     assert result.output.strip() == (
-        f"Error: port {busy_port} for registry is already in use by another process; stop it, "
+        f"Error: port {busy_port} for registry is already in use by pid {os.getpid()} ({comm}), listen; stop it, "
         f"or pick another port with --registry-port or K2_REGISTRY_PORT"
     )
     assert not (tmp_path / "cache").exists(), "nothing may be downloaded when a port is taken"
