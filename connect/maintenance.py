@@ -61,7 +61,7 @@ import random
 import time
 import tomllib
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -746,21 +746,31 @@ def _validate_as_rewrite(producer: Any) -> None:
 
 
 def _merge_files(
-    catalog: Catalog, identifier: str, merge: Merge, policy: Policy, attempts: int
-) -> tuple[int, int, int]:
-    """Carry out one merge: (files merged, files written, commit retries); (0, 0, retries) if given up.
+    catalog: Catalog, identifier: str, merges: Sequence[Merge], policy: Policy, attempts: int
+) -> tuple[int, int, int, int]:
+    """Carry out a cycle's merges in one commit: (files merged, files written, commit retries, merges given up).
 
-    The new files are written once; the commit is rebuilt on the catalog's current head until it lands
-    on the head it was built on. A chosen file that is no longer live ends the merge: someone else
-    rewrote or deleted it, and committing would bring its rows back or lose them."""
+    The new files are written once. One commit for all of them, not one per partition, because under
+    1-s sink commits every commit of the maintainer is a race against the next sink commit, and each
+    lost race costs a metadata round trip. A lost race (CommitFailedException) is rebuilt on the
+    catalog's new head at once: the rewrite's own validation (``_validate_as_rewrite``) already refuses
+    a head on which a chosen file is gone, so no scan is needed to retry. When that validation fails,
+    the merges whose files are no longer live are dropped (someone else rewrote or deleted them, and
+    committing would bring their rows back or lose them) and the rest is committed."""
     table = catalog.load_table(identifier)
-    old, new = _write_merged(table, merge, policy)
-    if not old:
-        return 0, 0, 0
+    chosen: list[tuple[Merge, list[Any], list[Any]]] = []
+    for merge in merges:
+        old, new = _write_merged(table, merge, policy)
+        if old:
+            chosen.append((merge, old, new))
+    abandoned = len(merges) - len(chosen)
+    if not chosen:
+        return 0, 0, 0, abandoned
     hold = float(os.environ.get(HOLD_VARIABLE) or 0)
-    log.info(
-        "merging %s: %d files (%d bytes) -> %d files; committing", merge.label, len(old), merge.size_bytes, len(new)
-    )
+    for merge, old, new in chosen:
+        log.info(
+            "merging %s: %d files (%d bytes) -> %d files; committing", merge.label, len(old), merge.size_bytes, len(new)
+        )
     if hold:
         time.sleep(hold)
     for attempt in range(attempts):
@@ -768,27 +778,43 @@ def _merge_files(
             table = catalog.load_table(identifier)
         try:
             with table.transaction() as tx:
-                properties = {MERGE_PROPERTY: f"tier-{merge.tier}" if merge.tier >= 0 else "smallest"}
-                with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
+                kinds = sorted({f"tier-{m.tier}" if m.tier >= 0 else "smallest" for m, _, _ in chosen})
+                with tx.update_snapshot(snapshot_properties={MERGE_PROPERTY: ",".join(kinds)}).overwrite() as overwrite:
                     _validate_as_rewrite(overwrite)
-                    for data_file in old:
-                        overwrite.delete_data_file(data_file)
-                    for data_file in new:
-                        overwrite.append_data_file(data_file)
-            log.info("merged %s: %d files -> %d files", merge.label, len(old), len(new))
-            return len(old), len(new), attempt
-        except (CommitFailedException, ValidationException):
-            # pyiceberg's own retries (commit.retry.*) ran out, or a chosen file is gone: start again on
-            # the current head if the chosen files are all still live there.
-            time.sleep(random.uniform(0.05, 0.3))
+                    for _, old, new in chosen:
+                        for data_file in old:
+                            overwrite.delete_data_file(data_file)
+                        for data_file in new:
+                            overwrite.append_data_file(data_file)
+            for merge, old, new in chosen:
+                log.info("merged %s: %d files -> %d files", merge.label, len(old), len(new))
+            return sum(len(o) for _, o, _ in chosen), sum(len(n) for _, _, n in chosen), attempt, abandoned
+        except CommitFailedException:
+            time.sleep(random.uniform(0.0, 0.1))  # pyiceberg's own retries (commit.retry.*) ran out too
+        except ValidationException:
             current = catalog.load_table(identifier)
-            live = {t.file.file_path for t in current.scan(row_filter=merge.row_filter).plan_files()}
-            if not merge.paths <= live:
-                break
-    for data_file in new:  # never committed: nothing references them
+            still = []
+            for merge, old, new in chosen:
+                live = {t.file.file_path for t in current.scan(row_filter=merge.row_filter).plan_files()}
+                if merge.paths <= live:
+                    still.append((merge, old, new))
+                    continue
+                _forget(new)
+                abandoned += 1
+                log.warning("gave up merging %s: its files were rewritten or deleted meanwhile", merge.label)
+            chosen = still
+            if not chosen:
+                return 0, 0, attempt + 1, abandoned
+    for merge, _, new in chosen:
+        _forget(new)
+        log.warning("gave up merging %s: the table kept changing", merge.label)
+    return 0, 0, attempts, abandoned + len(chosen)
+
+
+def _forget(written: list[Any]) -> None:
+    """Delete merged files that were never committed: nothing references them."""
+    for data_file in written:
         _delete(Path(_local(data_file.file_path)))
-    log.warning("gave up merging %s: its files changed or the table kept changing", merge.label)
-    return 0, 0, attempts
 
 
 def _expire(catalog: Catalog, identifier: str, planned: list[int], run_id: str) -> tuple[int, set[Path]]:
@@ -867,11 +893,11 @@ def maintain(
     for partition in planned.partitions:
         report.commit_retries += _compact_partition(catalog, identifier, partition, run_id, attempts)
         report.partitions_compacted += 1
-    for merge in planned.merges:
-        merged, written_files, retries = _merge_files(catalog, identifier, merge, policy, attempts)
+    if planned.merges:
+        merged, written_files, retries, abandoned = _merge_files(catalog, identifier, planned.merges, policy, attempts)
         report.files_merged += merged
         report.merge_files_written += written_files
-        report.merges_abandoned += 0 if merged else 1
+        report.merges_abandoned += abandoned
         report.commit_retries += retries
 
     report.snapshots_expired, written = _expire(catalog, identifier, planned.expire, run_id)

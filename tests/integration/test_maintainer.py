@@ -232,8 +232,8 @@ def test_a_merge_lands_over_concurrent_appends_and_gives_up_when_its_files_were_
         return result
 
     monkeypatch.setattr(maintenance, "_write_merged", write_then_append)
-    merged, written, retries = maintenance._merge_files(catalog, table_name, merge, policy, attempts=10)
-    assert (merged, written) == (8, 1), retries
+    merged, written, retries, abandoned = maintenance._merge_files(catalog, table_name, [merge], policy, attempts=10)
+    assert (merged, written, abandoned) == (8, 1, 0), retries
     table = catalog.load_table(table_name)
     assert table.scan().to_arrow().num_rows == 8 * 20 + 20
     assert sum(files_per_partition(table).values()) == 2
@@ -241,14 +241,14 @@ def test_a_merge_lands_over_concurrent_appends_and_gives_up_when_its_files_were_
     # The same merge again: its files are gone (rewritten above), so it must give up and change nothing.
     monkeypatch.setattr(maintenance, "_write_merged", real_write)
     before = table.current_snapshot()
-    assert maintenance._merge_files(catalog, table_name, merge, policy, attempts=3)[:2] == (0, 0)
+    assert maintenance._merge_files(catalog, table_name, [merge], policy, attempts=3)[::3] == (0, 1)
     assert catalog.load_table(table_name).current_snapshot() == before
 
     # Two merges of the same files built on the same head: the second one to commit conflicts.
     for index in range(8):
         catalog.load_table(table_name).append(batch(20_000 + index * 100))
     (merge,) = plan(catalog, table_name, policy=policy).merges
-    results: list[tuple[int, int, int]] = []
+    results: list[tuple[int, int, int, int]] = []
     barrier = threading.Barrier(2)
 
     def write_and_wait(*args: Any) -> Any:
@@ -258,7 +258,9 @@ def test_a_merge_lands_over_concurrent_appends_and_gives_up_when_its_files_were_
 
     monkeypatch.setattr(maintenance, "_write_merged", write_and_wait)
     threads = [
-        threading.Thread(target=lambda: results.append(maintenance._merge_files(catalog, table_name, merge, policy, 5)))
+        threading.Thread(
+            target=lambda: results.append(maintenance._merge_files(catalog, table_name, [merge], policy, 5))
+        )
         for _ in range(2)
     ]
     for thread in threads:
