@@ -32,14 +32,20 @@ EVENT_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.
 
 
 class Buckets:
-    """A histogram's counts per bucket and sum, observed in about 0.1 us (see the module docstring)."""
+    """A histogram's counts per bucket and sum, observed in about 0.1 us (see the module docstring).
 
-    __slots__ = ("bounds", "counts", "sum")
+    ``per_second`` is how many observed units make a second: the event lag is observed in integer
+    milliseconds (no float division on the hot path) and reported in seconds like every histogram."""
 
-    def __init__(self, bounds: Iterable[float]) -> None:
-        self.bounds = tuple(bounds)
+    __slots__ = ("bounds", "counts", "labels", "per_second", "sum")
+
+    def __init__(self, bounds: Iterable[float], per_second: int = 1) -> None:
+        seconds = tuple(bounds)
+        self.labels = (*map(str, seconds), "+Inf")
+        self.bounds = seconds if per_second == 1 else tuple(round(bound * per_second) for bound in seconds)
+        self.per_second = per_second
         self.counts = [0] * (len(self.bounds) + 1)  # the last is +Inf
-        self.sum = 0.0
+        self.sum: float = 0
 
     def observe(self, value: float) -> None:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
@@ -47,10 +53,13 @@ class Buckets:
 
     def cumulative(self) -> list[tuple[str, float]]:
         total, out = 0, []
-        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+        for label, count in zip(self.labels, self.counts, strict=True):
             total += count
-            out.append((bound, float(total)))
+            out.append((label, float(total)))
         return out
+
+    def seconds(self) -> float:
+        return self.sum / self.per_second
 
 
 def _collector(pipeline: Pipeline) -> Collector:
@@ -69,7 +78,7 @@ def _collector(pipeline: Pipeline) -> Collector:
         return family
 
     def histogram(name: str, doc: str, buckets: Buckets) -> HistogramMetricFamily:
-        return HistogramMetricFamily(name, doc, buckets=buckets.cumulative(), sum_value=buckets.sum)
+        return HistogramMetricFamily(name, doc, buckets=buckets.cumulative(), sum_value=buckets.seconds())
 
     class ProducerCollector(Collector):
         def collect(self) -> Iterator[Any]:
@@ -81,18 +90,19 @@ def _collector(pipeline: Pipeline) -> Collector:
             for index, connection in enumerate(pipeline.connections):
                 up.add_metric([str(index), str(connection.streams)], 1.0 if connection.connected else 0.0)
             yield up
-            frames = dict(pipeline.trades_by_symbol)
+            symbols = dict(pipeline.symbols)  # the hot path may add a symbol while this runs
+            trades = {symbol: stats.trades for symbol, stats in symbols.items()}
+            frames = dict(trades)
             for symbol, bad in pipeline.bad_frames_by_symbol.items():
                 frames[symbol] = frames.get(symbol, 0) + bad
             yield per_label("k2_frames_received", "Frames received, per symbol.", "symbol", frames)
-            yield per_label(
-                "k2_trades_received", "Trades received live, per symbol.", "symbol", pipeline.trades_by_symbol
-            )
+            yield per_label("k2_trades_received", "Trades received live, per symbol.", "symbol", trades)
             price = GaugeMetricFamily("k2_last_price", "Price of the last trade sent, per symbol.", labels=["symbol"])
             volume = CounterMetricFamily("k2_volume", "Quantity traded (base asset), per symbol.", labels=["symbol"])
-            for symbol, units in sorted(pipeline.last_price.items()):
-                price.add_metric([symbol], units / SCALE)
-                volume.add_metric([symbol], pipeline.volume_units.get(symbol, 0) / SCALE)
+            for symbol, stats in sorted(symbols.items()):
+                if stats.last_price:  # a symbol whose trades all wait behind a gap has sent none yet
+                    price.add_metric([symbol], stats.last_price / SCALE)
+                    volume.add_metric([symbol], stats.volume_units / SCALE)
             yield price
             yield volume
             yield counter("k2_trades_sent", "Trades handed to Kafka.", delivery.trades_sent)
@@ -128,6 +138,14 @@ def _collector(pipeline: Pipeline) -> Collector:
             yield histogram("k2_event_lag_seconds", "Ingest time minus trade time.", sink.event_lag)
 
     return ProducerCollector()
+
+
+def preload(port: int) -> None:
+    """Import prometheus-client (about 60 ms) on a thread while the producer waits on the broker and the
+    registry at start, instead of after them; MetricsServer's own import then finds it loaded (or waits
+    for this one: imports of one module are serialized)."""
+    if port != 0:
+        threading.Thread(target=lambda: __import__("prometheus_client"), name="k2-metrics-import", daemon=True).start()
 
 
 class MetricsServer:
