@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=300_000)
     parser.add_argument(
-        "--repeat", type=int, default=3, help="Runs of ours with metrics off and on, alternated; medians reported."
+        "--repeat", type=int, default=6, help="Runs of ours with metrics off and on, alternated; medians reported."
     )
     parser.add_argument("--bootstrap-servers", default=os.environ.get("K2_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     parser.add_argument(
