@@ -100,6 +100,40 @@ def test_deploying_before_the_table_exists_is_refused_and_a_failed_sink_is_resta
         requests.delete(f"{local_stack.connect_url}/connectors/{name}", timeout=30)
 
 
+def test_a_restarted_sink_stops_its_coordinator_and_keeps_committing(local_stack: LocalStack, tmp_path: Path) -> None:
+    """A restart stops the task; its commit coordinator must stop with it. Under Iceberg 1.10 it could
+    survive on a closed catalog client ("Connection pool shut down") and keep the control topic, so that
+    nothing committed again until the worker itself restarted."""
+    topic, dlq = make_topics(local_stack)
+    table = f"{unique('cn')}.trades"
+    apply_table(rest_catalog(local_stack.catalog_uri), table_spec(table))
+    path = connector_copy(tmp_path)
+    name = path.stem
+    log = local_stack.home / "logs" / "connect.log"
+    events = make_events(120, seed=8)
+    try:
+        assert deploy(local_stack, path, topic, table).returncode == 0
+        with BinanceStandIn(events[:60], rate=1000) as server:
+            assert local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "60")).returncode == 0
+        assert wait_for_rows(local_stack, table, 60) == 60
+        before = log.stat().st_size
+        for _ in range(3):
+            restarted = local_stack.k2("connectors", "restart", name, "--format", "json")
+            assert restarted.returncode == 0, restarted.stderr
+            wait_for_task_state(local_stack, name, "RUNNING")
+        with BinanceStandIn(events[60:], rate=1000) as server:
+            assert local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "60")).returncode == 0
+        assert wait_for_rows(local_stack, table, 120) == 120
+        with log.open("rb") as handle:
+            handle.seek(before)
+            since = handle.read().decode(errors="replace")
+        closed = [line for line in since.splitlines() if name in line and "stopped. Closing coordinator" in line]
+        assert len(closed) >= 3, "each restart must stop the coordinator of the task it stops"
+        assert "Connection pool shut down" not in since
+    finally:
+        requests.delete(f"{local_stack.connect_url}/connectors/{name}", timeout=30)
+
+
 @pytest.fixture
 def other_team_connector(local_stack: LocalStack) -> Any:
     """A connector K2 does not define, as another team would run on the same worker."""
