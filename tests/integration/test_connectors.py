@@ -116,20 +116,29 @@ def test_a_restarted_sink_stops_its_coordinator_and_keeps_committing(local_stack
         with BinanceStandIn(events[:60], rate=1000) as server:
             assert local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "60")).returncode == 0
         assert wait_for_rows(local_stack, table, 60) == 60
+
+        def since(offset: int) -> str:
+            with log.open("rb") as handle:
+                handle.seek(offset)
+                return handle.read().decode(errors="replace")
+
         before = log.stat().st_size
         for _ in range(3):
+            mark = log.stat().st_size
             restarted = local_stack.k2("connectors", "restart", name, "--format", "json")
             assert restarted.returncode == 0, restarted.stderr
             wait_for_task_state(local_stack, name, "RUNNING")
+            # RUNNING comes before the task has its partitions; the next restart must find a coordinator.
+            deadline = time.monotonic() + 120
+            while f"Task {name}-0 elected leader, starting commit coordinator" not in since(mark):
+                assert time.monotonic() < deadline, "the restarted task never started its coordinator"
+                time.sleep(1)
         with BinanceStandIn(events[60:], rate=1000) as server:
             assert local_stack.k2(*produce_cmd(server, topic, dlq, "--max-messages", "60")).returncode == 0
         assert wait_for_rows(local_stack, table, 120) == 120
-        with log.open("rb") as handle:
-            handle.seek(before)
-            since = handle.read().decode(errors="replace")
-        closed = [line for line in since.splitlines() if name in line and "stopped. Closing coordinator" in line]
+        closed = [line for line in since(before).splitlines() if f"{name}-0 stopped. Closing coordinator" in line]
         assert len(closed) >= 3, "each restart must stop the coordinator of the task it stops"
-        assert "Connection pool shut down" not in since
+        assert "Connection pool shut down" not in since(before)
     finally:
         requests.delete(f"{local_stack.connect_url}/connectors/{name}", timeout=30)
 
