@@ -154,7 +154,9 @@ class Pipeline:
         self.sink.send(trade)
         self.emitted += 1
         if self.metered:
-            stats = self.symbols[trade.symbol]  # on_frame created it
+            stats = self.symbols.get(trade.symbol)  # on_frame created it, unless REST brought the first trade
+            if stats is None:
+                stats = self.symbols[trade.symbol] = SymbolStats()
             stats.last_price = trade.price
             stats.volume_units += trade.quantity
         limit = self.options.max_messages
