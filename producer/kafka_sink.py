@@ -13,7 +13,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from .avro import TradeEncoder
 from .exceptions import ProducerError
 from .frames import Trade
-from .metrics import DELIVERY_BUCKETS, EVENT_LAG_BUCKETS, Buckets
+from .metrics import DELIVERY_BUCKETS, EVENT_LAG_BUCKETS, HISTOGRAM_SAMPLE, Buckets
+
+SAMPLE_MASK = HISTOGRAM_SAMPLE - 1  # the histograms observe trades whose running count is a multiple of it
 
 log = logging.getLogger("k2.producer")
 
@@ -130,8 +132,8 @@ class KafkaSink:
         is_trade = msg.topic() == self.topic
         if err is None:
             if is_trade:
-                self.stats.trades_acknowledged += 1
-                if self.metered and (latency := msg.latency()) is not None:
+                acknowledged = self.stats.trades_acknowledged = self.stats.trades_acknowledged + 1
+                if self.metered and not acknowledged & SAMPLE_MASK and (latency := msg.latency()) is not None:
                     self.delivery_latency.observe(latency)
             else:
                 self.stats.dead_letters_acknowledged += 1
@@ -184,7 +186,7 @@ class KafkaSink:
         body = self.encoder.encode_trade(trade, now_ms)
         self._produce(self.topic, self._prefix + body, key)
         self.stats.trades_sent += 1
-        if self.metered:
+        if self.metered and not self.stats.trades_sent & SAMPLE_MASK:
             self.event_lag.observe(now_ms - trade.trade_time)
 
     def dead_letter(self, raw: bytes | str, reason: str, symbol: str | None, source: str) -> None:
