@@ -118,7 +118,7 @@ class KafkaSink:
         self.stats = DeliveryStats()
         self.metered = metered  # histograms only while metrics are served
         self.delivery_latency = Buckets(DELIVERY_BUCKETS)  # trades: produce() to acknowledgement
-        self.event_lag = Buckets(EVENT_LAG_BUCKETS, per_second=1000)  # trades: ingest minus trade time, ms
+        self.event_lag = Buckets(EVENT_LAG_BUCKETS)  # trades: ingest time minus trade time
         self.encoder = TradeEncoder()
         self._prefix = b"\x00" + schema_id.to_bytes(4, "big")  # Confluent framing: magic byte + schema id
         self._keys: dict[str, bytes] = {}
@@ -187,7 +187,7 @@ class KafkaSink:
         self._produce(self.topic, self._prefix + body, key)
         self.stats.trades_sent += 1
         if self.metered and not self.stats.trades_sent & SAMPLE_MASK:
-            self.event_lag.observe(now_ms - trade.trade_time)
+            self.event_lag.observe((now_ms - trade.trade_time) / 1000)
 
     def dead_letter(self, raw: bytes | str, reason: str, symbol: str | None, source: str) -> None:
         value = raw.encode() if isinstance(raw, str) else raw

@@ -36,20 +36,15 @@ EVENT_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.
 
 
 class Buckets:
-    """A histogram's counts per bucket and sum, observed in about 0.1 us (see the module docstring).
+    """A histogram's counts per bucket and sum, observed in about 0.1 us (see the module docstring)."""
 
-    ``per_second`` is how many observed units make a second: the event lag is observed in integer
-    milliseconds (no float division on the hot path) and reported in seconds like every histogram."""
+    __slots__ = ("bounds", "counts", "labels", "sum")
 
-    __slots__ = ("bounds", "counts", "labels", "per_second", "sum")
-
-    def __init__(self, bounds: Iterable[float], per_second: int = 1) -> None:
-        seconds = tuple(bounds)
-        self.labels = (*map(str, seconds), "+Inf")
-        self.bounds = seconds if per_second == 1 else tuple(round(bound * per_second) for bound in seconds)
-        self.per_second = per_second
+    def __init__(self, bounds: Iterable[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.labels = (*map(str, self.bounds), "+Inf")
         self.counts = [0] * (len(self.bounds) + 1)  # the last is +Inf
-        self.sum: float = 0
+        self.sum = 0.0
 
     def observe(self, value: float) -> None:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
@@ -61,9 +56,6 @@ class Buckets:
             total += count
             out.append((label, float(total)))
         return out
-
-    def seconds(self) -> float:
-        return self.sum / self.per_second
 
 
 def _collector(pipeline: Pipeline) -> Collector:
@@ -82,7 +74,7 @@ def _collector(pipeline: Pipeline) -> Collector:
         return family
 
     def histogram(name: str, doc: str, buckets: Buckets) -> HistogramMetricFamily:
-        return HistogramMetricFamily(name, doc, buckets=buckets.cumulative(), sum_value=buckets.seconds())
+        return HistogramMetricFamily(name, doc, buckets=buckets.cumulative(), sum_value=buckets.sum)
 
     class ProducerCollector(Collector):
         def collect(self) -> Iterator[Any]:
@@ -150,14 +142,6 @@ def _collector(pipeline: Pipeline) -> Collector:
             )
 
     return ProducerCollector()
-
-
-def preload(port: int) -> None:
-    """Import prometheus-client (about 60 ms) on a thread while the producer waits on the broker and the
-    registry at start, instead of after them; MetricsServer's own import then finds it loaded (or waits
-    for this one: imports of one module are serialized)."""
-    if port != 0:
-        threading.Thread(target=lambda: __import__("prometheus_client"), name="k2-metrics-import", daemon=True).start()
 
 
 class MetricsServer:

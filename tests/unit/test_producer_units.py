@@ -287,13 +287,13 @@ def test_attempt_limiter_waits_once_the_window_is_full() -> None:
     assert asyncio.run(attempts()) >= 0.29
 
 
-def test_event_lag_buckets_count_integer_milliseconds_and_report_seconds() -> None:
+def test_event_lag_buckets_count_values_up_to_each_bound_and_sum_seconds() -> None:
     from k2.producer.metrics import EVENT_LAG_BUCKETS, Buckets
 
-    lag = Buckets(EVENT_LAG_BUCKETS, per_second=1000)
-    for ms in (0, 50, 51, 1000, 7_200_000):  # 50 ms is in le="0.05" (Prometheus buckets are <=); 2 h is past all
-        lag.observe(ms)
+    lag = Buckets(EVENT_LAG_BUCKETS)
+    for seconds in (0, 0.05, 0.051, 1.0, 7_200):  # 0.05 is in le="0.05" (Prometheus buckets are <=); 2 h is past all
+        lag.observe(seconds)
     cumulative = dict(lag.cumulative())
     assert cumulative["0.05"] == 2 and cumulative["0.1"] == 3 and cumulative["1.0"] == 4
     assert cumulative["3600.0"] == 4 and cumulative["+Inf"] == 5
-    assert lag.seconds() == pytest.approx(7_201.101)
+    assert lag.sum == pytest.approx(7_201.101)
