@@ -6,6 +6,7 @@ Imports pyiceberg (about a second of start-up), so only the table commands impor
 from __future__ import annotations
 
 import logging
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,14 @@ from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.sorting import NullOrder, SortDirection, SortField, SortOrder
-from pyiceberg.transforms import DayTransform, HourTransform, IdentityTransform, MonthTransform, Transform
+from pyiceberg.transforms import (
+    BucketTransform,
+    DayTransform,
+    HourTransform,
+    IdentityTransform,
+    MonthTransform,
+    Transform,
+)
 from pyiceberg.types import (
     BinaryType,
     BooleanType,
@@ -57,6 +65,17 @@ TRANSFORMS: dict[str, Transform[Any, Any]] = {
     "hour": HourTransform(),
     "month": MonthTransform(),
 }
+_BUCKET = re.compile(r"bucket\[([1-9][0-9]{0,4})\]")
+
+
+def transform(text: str) -> Transform[Any, Any]:
+    """An Iceberg partition transform as tables.toml writes it: ``day``, ``identity``, ``bucket[16]``, ..."""
+    if text in TRANSFORMS:
+        return TRANSFORMS[text]
+    bucket = _BUCKET.fullmatch(text)
+    if bucket:
+        return BucketTransform(int(bucket.group(1)))
+    raise TableSpecError(f"unknown partition transform {text!r}; known: {', '.join(TRANSFORMS)}, bucket[N]")
 
 
 class TableSpecError(ConnectError):
@@ -128,9 +147,11 @@ def load_table_specs(path: Path = TABLES_FILE) -> dict[str, TableSpec]:
     for identifier, spec in data.get("tables", {}).items():
         schema = schema_from_avro(parsed_schema(spec["value_schema"]))
         partition = [(p["source"], p["transform"], p.get("name", p["source"])) for p in spec.get("partition", [])]
-        for source, transform, _ in partition:
-            if transform not in TRANSFORMS:
-                raise TableSpecError(f"{path}: {identifier} uses unknown transform {transform!r}")
+        for source, transform_text, _ in partition:
+            try:
+                transform(transform_text)
+            except TableSpecError as exc:
+                raise TableSpecError(f"{path}: {identifier}: {exc}") from None
             if source not in {f.name for f in schema.fields}:
                 raise TableSpecError(f"{path}: {identifier} partitions by unknown column {source!r}")
         specs[identifier] = TableSpec(
@@ -161,9 +182,9 @@ def rest_catalog(uri: str, **properties: str) -> Catalog:
 
 def _partition_spec(spec: TableSpec) -> PartitionSpec:
     fields = []
-    for index, (source, transform, name) in enumerate(spec.partition):
+    for index, (source, transform_text, name) in enumerate(spec.partition):
         source_id = spec.schema.find_field(source).field_id
-        fields.append(PartitionField(source_id, 1000 + index, TRANSFORMS[transform], name))
+        fields.append(PartitionField(source_id, 1000 + index, transform(transform_text), name))
     return PartitionSpec(*fields)
 
 
@@ -219,7 +240,7 @@ def apply_table(catalog: Catalog, spec: TableSpec, dry_run: bool = False) -> dic
             problems.append(f"column {name} is no longer declared")
         elif declared[name][0] != column_type:
             problems.append(f"column {name} changes type {column_type} -> {declared[name][0]}")
-    wanted_partition = [(source, str(TRANSFORMS[t])) for source, t, _ in spec.partition]
+    wanted_partition = [(source, str(transform(t))) for source, t, _ in spec.partition]
     if _partition_shape(table) != wanted_partition:
         problems.append(f"partitioning changes {_partition_shape(table)} -> {wanted_partition}")
     if _sort_shape(table) != spec.sort:
