@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from decimal import ROUND_DOWN, Decimal
+from itertools import accumulate
 from pathlib import Path
 
 import orjson
@@ -17,18 +18,42 @@ START_PRICES = {"BTCUSDT": Decimal("91234.56"), "ETHUSDT": Decimal("3012.34"), "
 TICK = {"BTCUSDT": Decimal("0.01"), "ETHUSDT": Decimal("0.01"), "BNBUSDT": Decimal("0.01")}
 
 
+def market_symbols(count: int, quotes: tuple[str, ...] = ("USDT", "FDUSD", "USDC", "BTC")) -> list[str]:
+    """``count`` symbol names for a whole-market run: the three sample pairs first, then made-up ones
+    (``M0003USDT``, ``M0004FDUSD``, ...) over a few quote assets, so a ``--quote`` filter has work to do."""
+    names = list(START_PRICES)[:count]
+    names += [f"M{i:04d}{quotes[i % len(quotes)]}" for i in range(len(names), count)]
+    return names
+
+
+def zipf_weights(count: int, exponent: float = 1.0) -> list[float]:
+    """Relative trade rates of ``count`` symbols ranked by activity (rank r trades ~ 1 / r**exponent).
+
+    Binance's spot market is this shape: BTCUSDT and ETHUSDT make 2.3-5 M trades a day each (from trade-id
+    deltas) while most of the ~1,600 pairs make a few thousand; with exponent 1 the top symbol carries about
+    13% of 1,600 symbols' trades.
+    """
+    return [1.0 / (rank**exponent) for rank in range(1, count + 1)]
+
+
 def generate_events(
-    symbols: list[str], seconds: float, trades_per_second: float, start_ms: int, seed: int = 7
+    symbols: list[str],
+    seconds: float,
+    trades_per_second: float,
+    start_ms: int,
+    seed: int = 7,
+    weights: list[float] | None = None,
 ) -> Iterator[dict[str, object]]:
-    """Trade events in time order across symbols."""
+    """Trade events in time order across symbols (chosen uniformly, or by ``weights``)."""
     rng = random.Random(seed)
+    cumulative = list(accumulate(weights)) if weights else None
     prices = {s: START_PRICES.get(s, Decimal("100.00")) for s in symbols}
     next_ids = {s: 1_000_000 * (i + 1) + rng.randrange(1000) for i, s in enumerate(symbols)}
     count = int(seconds * trades_per_second)
     now = start_ms
     for _ in range(count):
         now += max(1, int(rng.expovariate(trades_per_second / 1000.0)))
-        symbol = rng.choice(symbols)
+        symbol = rng.choices(symbols, cum_weights=cumulative)[0] if cumulative else rng.choice(symbols)
         tick = TICK.get(symbol, Decimal("0.01"))
         prices[symbol] = max(tick, prices[symbol] + tick * rng.randint(-3, 3))
         quantity = (Decimal(rng.lognormvariate(-3, 1.2)) + Decimal("0.00001")).quantize(

@@ -150,6 +150,9 @@ class Script:
     bad_frames: dict[int, list[str]] = field(default_factory=dict)  # raw frames sent after this frame
     close_on_open: int = 0  # the next N connections are accepted, then dropped (no close frame) at once
     silent_connections: int = 0  # the next N connections are accepted and answer pings, but get no frame
+    # From this tape position on, play at this many frames per second (a burst, then back): a market's
+    # rate is never flat, and Binance's busiest minutes carry several times its average.
+    rate_changes: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -249,7 +252,8 @@ class BinanceStandIn:
     Counters for tests: ``connections`` (handshakes completed), ``connections_closed_on_open``,
     ``incoming_limit_disconnects``, ``rest_requests`` (every ``/api/`` request, numbered from 1 as
     ``waf_block_requests`` counts them), ``rest_429``, ``rest_418``, ``rest_403``, ``used_weight`` (this
-    window), ``banned_until`` (epoch seconds; 0.0 when never banned), ``window_resets_at``.
+    window), ``weight_used`` (all windows), ``peak_window_weight``, ``banned_until`` (epoch seconds; 0.0
+    when never banned), ``window_resets_at``.
     """
 
     def __init__(
@@ -318,6 +322,8 @@ class BinanceStandIn:
         self._bans = 0
         self.banned_until = 0.0
         self.rest_requests = 0
+        self.weight_used = 0  # request weight of every answered request, all windows
+        self.peak_window_weight = 0  # the most weight any one window took
         self.rest_429 = 0
         self.rest_418 = 0
         self.rest_403 = 0
@@ -431,6 +437,8 @@ class BinanceStandIn:
         if index != self._window_index:
             self._window_index, self._window_weight = index, 0
         self._window_weight += weight
+        self.weight_used += weight
+        self.peak_window_weight = max(self.peak_window_weight, self._window_weight)
         if self._window_429 == index:
             return self._ban(now)
         if self._window_weight > self.weight_limit_per_min:
@@ -813,6 +821,10 @@ class BinanceStandIn:
                 self._advance_tape()
             frame = self.tape[self.position]
             index = self.position
+            if index in self.script.rate_changes:
+                rate = self.script.rate_changes[index]
+                interval = 1.0 / rate if rate > 0 else 0.0
+                next_at = time.monotonic()
             await self._broadcast(frame)
             self._sent_at.append(time.monotonic())
             self.position += 1
