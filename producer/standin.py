@@ -252,7 +252,8 @@ class BinanceStandIn:
     Counters for tests: ``connections`` (handshakes completed), ``connections_closed_on_open``,
     ``incoming_limit_disconnects``, ``rest_requests`` (every ``/api/`` request, numbered from 1 as
     ``waf_block_requests`` counts them), ``rest_429``, ``rest_418``, ``rest_403``, ``used_weight`` (this
-    window), ``weight_used`` (all windows), ``peak_window_weight``, ``banned_until`` (epoch seconds; 0.0
+    window), ``weight_used`` (all windows), ``peak_window_weight``, ``mass_disconnects`` (epoch
+    seconds), ``banned_until`` (epoch seconds; 0.0
     when never banned), ``window_resets_at``.
     """
 
@@ -330,6 +331,7 @@ class BinanceStandIn:
         self.connections = 0
         self.connections_closed_on_open = 0
         self.incoming_limit_disconnects = 0
+        self.mass_disconnects: list[float] = []  # epoch seconds of each scripted disconnect of everyone
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -836,6 +838,7 @@ class BinanceStandIn:
                 overlap = self.script.overlap_on_reconnect
                 self._repeat_on_reconnect = self.tape[max(0, index + 1 - overlap) : index + 1] if overlap else []
                 self._refuse_until = time.monotonic() + self.script.refuse_after_disconnect_s
+                self.mass_disconnects.append(time.time())
                 await self._disconnect_everyone()
             next_at += interval
             delay = next_at - time.monotonic()

@@ -1,0 +1,672 @@
+"""The whole Binance spot market on one machine: N symbols, a burst and a mass disconnect (not in CI).
+
+    k2 stack up && python benchmarks/whole_market.py                       # 1,600 symbols, 700/s, 10 min
+    python benchmarks/whole_market.py --layout day --minutes 10            # another table layout, same run
+    python benchmarks/whole_market.py --minutes 2 --symbols 400            # a short look
+
+Against the running stack of K2_HOME at its default settings: its own topic (the declared partition
+count), table (the declared one, or another --layout), connector (the shipped file, default commit
+interval) and a maintainer (`k2 tables maintain TABLE --watch` at the stack's interval) beside it.
+The Binance stand-in runs in its own process over a tape of N symbols with Zipf-like rates: R trades/s,
+--burst times R for --burst-minutes from 30% of the run, and every connection dropped at once halfway.
+
+Reported (printed as JSON, written to <out>/<run>.json and a plot <run>.png):
+- trades generated vs landed, duplicates and missing (every generated trade exactly once);
+- freshness of every landed trade: the commit that made it visible (the sink's append snapshot time)
+  minus its ingest_time, p50 / p95 / max over the whole run and per phase;
+- files per partition (max) and data files written per day; snapshots and metadata.json size;
+- peak RSS and CPU seconds of each JVM, the producer, the maintainer and the stand-in; Connect's heap;
+- REST requests and weight used, 429s and 418s, and the time from the mass disconnect until no trade
+  was held behind a gap (the producer's k2_trades_held back to 0 and every gap closed);
+- one-symbol candles and group-by-symbol latency through `k2` at the end, before and after one more
+  maintenance run, and how many data files a one-symbol scan plans (Iceberg's own planning).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYOUTS: dict[str, list[tuple[str, str, str]] | None] = {
+    "declared": None,  # connect/tables.toml as shipped
+    "day": [("trade_time", "day", "trade_day")],
+    "day-bucket8": [("trade_time", "day", "trade_day"), ("symbol", "bucket[8]", "symbol_bucket")],
+    "day-bucket16": [("trade_time", "day", "trade_day"), ("symbol", "bucket[16]", "symbol_bucket")],
+    "day-symbol": [("trade_time", "day", "trade_day"), ("symbol", "identity", "symbol")],
+}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def k2(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "k2.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def proc_stats(pid: int | None) -> tuple[float, int] | None:
+    """(CPU seconds, RSS bytes) of a live process, from /proc."""
+    if not pid:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        rss = next(
+            int(line.split()[1]) * 1024
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+    except (OSError, StopIteration):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK, rss
+
+
+def zombie_cpu(pid: int) -> float | None:
+    """CPU seconds of a child that has exited but not been reaped (a zombie keeps its final counts)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK if fields[0] == "Z" else None
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Unlabelled and labelled samples of a Prometheus text page, keyed by their full name."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                values[name] = float(value)
+            except ValueError:
+                continue
+    return values
+
+
+def gap_state(moment: float, metrics: dict[str, float]) -> tuple[float, float | None, float]:
+    """(moment, trades held behind gaps, gaps open) from the producer's metrics page."""
+    opened = metrics.get("k2_gaps_detected_total", 0.0)
+    closed = metrics.get("k2_gaps_backfilled_total", 0.0) + metrics.get("k2_gaps_unrecovered_total", 0.0)
+    return moment, metrics.get("k2_trades_held"), opened - closed
+
+
+def recovery(timeline: list[tuple[float, float | None, float]], disconnects: list[float]) -> dict[str, Any]:
+    """Seconds from the mass disconnect until no trade was held and no gap open (sampled every second),
+    and the most gaps open at once (each costs one historicalTrades request, weight 25)."""
+    if not disconnects:
+        return {"seconds": None, "gaps_open_max": None}
+    after = [(t, held, gaps) for t, held, gaps in timeline if t >= disconnects[0]]
+    peak = max((gaps for _, _, gaps in after), default=0.0)
+    opened = next((t for t, _, gaps in after if gaps > 0), None)
+    done = next((t for t, held, gaps in after if opened and t > opened and held == 0 and gaps <= 0), None)
+    return {
+        "seconds": round(done - disconnects[0], 1) if done else None,
+        "gaps_open_max": peak,
+        # Binance's floor: one request of weight 25 per gap within 6,000 a minute.
+        "weight_floor_seconds": round(peak * 25 / 6000 * 60, 1),
+    }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def closing_trades(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One more trade per symbol after the tape: the market goes on, so a trade a disconnect took from a
+    symbol's tail shows up as a gap in its ids (a producer can find a missed trade only by a later one)."""
+    last: dict[str, dict[str, Any]] = {}
+    for event in events:
+        last[str(event["s"])] = event
+    end = max(int(e["T"]) for e in events)
+    return [dict(e, t=int(e["t"]) + 1, T=end + 1, E=end + 2) for e in last.values()]
+
+
+def standin_main(spec_path: Path) -> None:
+    """The stand-in's own process: play the tape of ``spec_path`` and print its counters when stopped."""
+    from k2.producer.sample import generate_events
+    from k2.producer.standin import BinanceStandIn, Script
+
+    spec = json.loads(spec_path.read_text())
+    events = list(
+        generate_events(
+            spec["symbols"], spec["seconds"], spec["rate"], spec["start_ms"], seed=11, weights=spec["weights"]
+        )
+    )
+    events += closing_trades(events)
+    script = Script(
+        disconnect_at={spec["disconnect_at"]},
+        refuse_after_disconnect_s=spec["refuse_s"],
+        rate_changes={int(k): v for k, v in spec["rate_changes"].items()},
+    )
+    server = BinanceStandIn(events, port=spec["port"], rate=spec["rate"], script=script)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    server.start()
+    print(json.dumps({"ready": True, "trades": len(events)}), flush=True)
+    while not stop["now"]:
+        time.sleep(0.2)
+    print(
+        json.dumps(
+            {
+                "played": server.position,
+                "trades": len(events),
+                "rest_requests": server.rest_requests,
+                "rest_429": server.rest_429,
+                "rest_418": server.rest_418,
+                "rest_weight": server.weight_used,
+                "rest_peak_window_weight": server.peak_window_weight,
+                "connections": server.connections,
+                "mass_disconnects": server.mass_disconnects,
+            }
+        ),
+        flush=True,
+    )
+    server.stop()
+
+
+def added_files(table: Any, snapshot: Any) -> list[str]:
+    """Data files an append snapshot added (its own manifest entries with status ADDED)."""
+    from pyiceberg.manifest import ManifestEntryStatus
+
+    paths = []
+    for manifest in snapshot.manifests(table.io):
+        if manifest.added_snapshot_id != snapshot.snapshot_id:
+            continue
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot.snapshot_id:
+                paths.append(entry.data_file.file_path)
+    return paths
+
+
+class Freshness:
+    """Each landed trade's freshness: the time of the append commit that made it visible - its ingest_time."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.samples: list[tuple[float, float]] = []  # (commit time, freshness s)
+        self.files_added = 0
+
+    def update(self, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        for snapshot in table.metadata.snapshots:
+            if snapshot.snapshot_id in self.seen:
+                continue
+            self.seen.add(snapshot.snapshot_id)
+            operation = snapshot.summary.operation.value if snapshot.summary else ""
+            if operation != "append":
+                continue  # the maintainer's rewrites make nothing newly visible
+            commit_s = snapshot.timestamp_ms / 1000
+            for path in added_files(table, snapshot):
+                self.files_added += 1
+                column = pq.read_table(path.removeprefix("file:"), columns=["ingest_time"]).column(0)
+                for ingest in column.to_pylist():
+                    self.samples.append((commit_s, commit_s - ingest.timestamp()))
+
+
+def data_file_stats(table: Any) -> tuple[int, int, dict[str, int]]:
+    """(live data files, max files in one partition, live files per day) of the current snapshot."""
+    per_partition: dict[str, int] = {}
+    per_day: dict[str, int] = {}
+    scan = table.scan()
+    files = list(scan.plan_files())
+    for task in files:
+        record = task.file.partition
+        key = json.dumps([str(v) for v in record], sort_keys=True)
+        per_partition[key] = per_partition.get(key, 0) + 1
+        day = str(record[0])
+        per_day[day] = per_day.get(day, 0) + 1
+    return len(files), max(per_partition.values(), default=0), per_day
+
+
+def one_symbol_files(catalog_uri: str, table_name: str, symbol: str) -> dict[str, int]:
+    """Data files DuckDB opens for one symbol and for a full scan (its EXPLAIN ANALYZE profile)."""
+    import re
+
+    from k2.query.engine import Lake
+
+    lake = Lake(catalog_uri)
+
+    def read(where: str) -> int:
+        sql = f"EXPLAIN ANALYZE SELECT count(*) FROM lake.{table_name} WHERE {where}"
+        found = re.search(r"Total Files Read:\s*(\d+)", lake.con.execute(sql).fetchall()[0][1])
+        return int(found.group(1)) if found else -1
+
+    return {"one_symbol": read(f"symbol = '{symbol}'"), "full_scan": read("price > 0")}
+
+
+def timed(env: dict[str, str], *args: str) -> float | None:
+    started = time.monotonic()
+    done = k2(env, *args)
+    if done.returncode != 0:
+        print(f"k2 {' '.join(args[:2])} failed: {done.stderr.strip()[:300]}", file=sys.stderr)
+        return None
+    return round(time.monotonic() - started, 3)
+
+
+def query_latencies(env: dict[str, str], table_name: str, symbol: str) -> dict[str, float | None]:
+    today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
+    return {
+        "candles_one_symbol_s": timed(
+            env,
+            "candles",
+            "--symbols",
+            symbol,
+            "--interval",
+            "1m",
+            "--since",
+            today,
+            "--table",
+            table_name,
+            "--format",
+            "json",
+        ),
+        "group_by_symbol_s": timed(
+            env, "query", f"select symbol, count(*) as trades from {table_name} group by symbol", "--format", "json"
+        ),
+    }
+
+
+def plot(
+    samples: list[dict[str, Any]], fresh: list[tuple[float, float]], started: float, path: Path, title: str
+) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install -e '.[dev]'): no plot", file=sys.stderr)
+        return
+    figure, axes = plt.subplots(2, 3, figsize=(15, 8))
+    minutes = [s["elapsed_s"] / 60 for s in samples]
+    axes[0][0].scatter([(c - started) / 60 for c, _ in fresh[::25]], [f for _, f in fresh[::25]], s=1)
+    axes[0][0].set_title("freshness s (every 25th trade)")
+    series = [
+        ("trades_held", "trades held behind gaps"),
+        ("max_files_per_partition", "files/partition (max)"),
+        ("connect_heap_used_bytes", "Connect heap used"),
+        ("connect_rss_bytes", "Connect RSS"),
+        ("producer_cpu_share", "producer CPU (cores)"),
+    ]
+    for axis, (key, label) in zip(list(axes.flat)[1:], series, strict=True):
+        axis.plot(minutes, [s.get(key) for s in samples], marker=".")
+        axis.set_title(label)
+    for axis in axes.flat:
+        axis.set_xlabel("minutes")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.option("--symbols", "symbol_count", type=click.IntRange(min=3), default=1600, show_default=True)
+@click.option("--rate", type=click.FloatRange(min=1), default=700, show_default=True, help="Trades/s, all symbols.")
+@click.option("--minutes", type=click.FloatRange(min=1), default=10, show_default=True)
+@click.option("--burst", type=click.FloatRange(min=1), default=4, show_default=True, help="Rate multiple of the burst.")
+@click.option("--burst-minutes", type=click.FloatRange(min=0), default=1, show_default=True)
+@click.option("--layout", type=click.Choice(sorted(LAYOUTS)), default="declared", show_default=True)
+@click.option("--zipf", type=float, default=1.0, show_default=True, help="Exponent of the symbols' rate ranks.")
+@click.option("--refuse-after-disconnect", type=float, default=2.0, show_default=True, help="Seconds of outage.")
+@click.option("--sample-every", type=float, default=10, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True)
+@click.option("--standin-spec", type=click.Path(path_type=Path), hidden=True)
+def main(
+    symbol_count: int,
+    rate: float,
+    minutes: float,
+    burst: float,
+    burst_minutes: float,
+    layout: str,
+    zipf: float,
+    refuse_after_disconnect: float,
+    sample_every: float,
+    out: Path,
+    standin_spec: Path | None,
+) -> None:
+    """One whole-market run against the running stack of K2_HOME, reported as JSON and a plot."""
+    if standin_spec is not None:
+        standin_main(standin_spec)
+        return
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from k2.connect.maintenance import policy_for
+    from k2.connect.tables import apply_table, load_table_specs, rest_catalog
+    from k2.producer.sample import market_symbols, zipf_weights
+    from k2.schemas.contract import load_topics
+    from k2.stack.ports import default_home, stack_ports, urls
+
+    home = default_home()
+    ports = stack_ports(home)
+    where = urls(ports)
+    env = {
+        **os.environ,
+        "K2_BOOTSTRAP_SERVERS": where["kafka"],
+        "K2_REGISTRY_URL": where["registry"],
+        "K2_CONNECT_URL": where["connect"],
+        "K2_CATALOG_URI": where["catalog"],
+    }
+    run = f"wm_{layout.replace('-', '')}_{uuid.uuid4().hex[:6]}"
+    topic, dlq, control = f"{run}_trades", f"{run}_dlq", f"{run}_control"
+    table_name = f"{run}.trades"
+    declared_topic = load_topics()["trades"]
+    admin = AdminClient({"bootstrap.servers": where["kafka"]})
+    new_topics = [NewTopic(topic, declared_topic.partitions, 1), NewTopic(dlq, 1, 1), NewTopic(control, 1, 1)]
+    for future in admin.create_topics(new_topics).values():
+        future.result(timeout=30)
+    catalog = rest_catalog(where["catalog"])
+    declared = load_table_specs()["market_data.trades"]
+    partition = LAYOUTS[layout]
+    spec = replace(
+        declared, identifier=table_name, partition=partition if partition is not None else declared.partition
+    )
+    apply_table(catalog, spec)
+    connector = json.loads((ROOT / "connect" / "k2-iceberg-trades.json").read_text())
+    connector["name"] = run.replace("_", "-")
+    tmp = Path(tempfile.mkdtemp(prefix="k2-wm-"))
+    connector_file = tmp / f"{connector['name']}.json"
+    connector_file.write_text(json.dumps(connector))
+    sets = {"TRADES_TOPIC": topic, "ICEBERG_TABLE": table_name, "CONTROL_TOPIC": control}
+    deployed = k2(
+        env, "deploy-connectors", str(connector_file), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    )
+    if deployed.returncode != 0:
+        raise SystemExit(f"deploy failed: {deployed.stderr.strip()}")
+
+    # The tape: R/s for the run, with the burst's extra trades; the burst starts at 30% of the run.
+    symbols = market_symbols(symbol_count)
+    seconds = minutes * 60
+    burst_s = min(burst_minutes * 60, seconds * 0.4)
+    total = int(rate * (seconds - burst_s) + rate * burst * burst_s)
+    burst_from = int(rate * seconds * 0.3)
+    burst_to = burst_from + int(rate * burst * burst_s)
+    half_time = seconds / 2
+    disconnect_at = burst_to + int(rate * max(0.0, half_time - seconds * 0.3 - burst_s)) if burst_s else int(total / 2)
+    standin_port = free_port()
+    spec_path = tmp / "standin.json"
+    spec_path.write_text(
+        json.dumps(
+            {
+                "symbols": symbols,
+                "weights": zipf_weights(symbol_count, zipf),
+                "seconds": total / rate,
+                "rate": rate,
+                "start_ms": int(time.time() * 1000),
+                "disconnect_at": disconnect_at,
+                "refuse_s": refuse_after_disconnect,
+                "rate_changes": {str(burst_from): rate * burst, str(burst_to): rate} if burst_s else {},
+                "port": standin_port,
+            }
+        )
+    )
+    print(
+        f"{run}: {symbol_count} symbols, {total:,} trades at {rate:g}/s ({burst:g}x for {burst_s:.0f} s from trade "
+        f"{burst_from:,}), every connection dropped after trade {disconnect_at:,}, layout {layout}",
+        flush=True,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    standin = subprocess.Popen(
+        [sys.executable, __file__, "--standin-spec", str(spec_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert standin.stdout is not None
+    ready = json.loads(standin.stdout.readline() or "{}")
+    if not ready.get("ready"):
+        raise SystemExit("the stand-in did not start")
+    total = int(ready["trades"])  # the tape as generated, closing trades included
+    pids = {
+        name: json.loads((home / "run" / f"{name}.json").read_text())["pid"]
+        for name in ("kafka", "connect", "registry", "catalog")
+    }
+    policy_interval = os.environ.get("K2_MAINTAINER_INTERVAL", "60s")
+    maintainer_log = (out / f"{run}.maintainer.log").open("w")
+    maintainer = subprocess.Popen(
+        [sys.executable, "-m", "k2.cli", "tables", "maintain", table_name, "--watch", "--interval", policy_interval],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=maintainer_log,
+    )
+    producer_metrics = free_port()
+    producer_log = (out / f"{run}.producer.log").open("w")
+    ws_url = f"ws://127.0.0.1:{standin_port}"
+    producer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "k2.cli",
+            "produce",
+            "--symbols",
+            ",".join(symbols),
+            "--ws-url",
+            ws_url,
+            "--rest-url",
+            f"http://127.0.0.1:{standin_port}",
+            "--topic",
+            topic,
+            "--dlq-topic",
+            dlq,
+            "--format",
+            "json",
+            "--max-messages",
+            str(total),
+            "--metrics-port",
+            str(producer_metrics),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=producer_log,
+        text=True,
+    )
+    pids |= {"producer": producer.pid, "maintainer": maintainer.pid, "standin": standin.pid}
+    cpu0 = {name: (proc_stats(pid) or (0.0, 0))[0] for name, pid in pids.items()}
+    peak_rss: dict[str, int] = {}
+    peak_heap = 0
+    fresh = Freshness()
+    samples: list[dict[str, Any]] = []
+    started = time.time()
+    timeline: list[tuple[float, float | None, float]] = []  # (time, trades held, gaps open), every second
+    last_cpu = dict(cpu0)
+    last_time = time.monotonic()
+    try:
+        producer_cpu: float | None = None
+        while True:
+            waited = 0.0
+            while waited < sample_every and producer_cpu is None:
+                time.sleep(1.0)
+                waited += 1.0
+                producer_cpu = zombie_cpu(producer.pid)
+                if producer_cpu is None:
+                    timeline.append(gap_state(time.time(), scrape(f"http://127.0.0.1:{producer_metrics}/metrics")))
+            if producer_cpu is not None:
+                break
+            now = time.monotonic()
+            stats = {name: proc_stats(pid) for name, pid in pids.items()}
+            for name, found in stats.items():
+                if found:
+                    peak_rss[name] = max(peak_rss.get(name, 0), found[1])
+            jvm = scrape(f"http://127.0.0.1:{ports.connect_jmx}/metrics")
+            heap = sum(v for k, v in jvm.items() if k.startswith("jvm_memory_used_bytes") and 'area="heap"' in k)
+            peak_heap = max(peak_heap, int(heap))
+            metrics = scrape(f"http://127.0.0.1:{producer_metrics}/metrics")
+            _, held, gaps_open = gap_state(0, metrics)
+            table = catalog.load_table(table_name)
+            fresh.update(table)
+            _, max_files, _ = data_file_stats(table)
+            cpu_now = {name: found[0] for name, found in stats.items() if found}
+            sample = {
+                "elapsed_s": round(time.time() - started, 1),
+                "trades_acknowledged": metrics.get("k2_trades_acknowledged_total"),
+                "trades_held": held,
+                "gaps_open": gaps_open,
+                "max_files_per_partition": max_files,
+                "snapshots": len(table.metadata.snapshots),
+                "connect_heap_used_bytes": int(heap),
+                "connect_rss_bytes": (stats.get("connect") or (0.0, None))[1],
+                "producer_cpu_share": round(
+                    (cpu_now.get("producer", 0) - last_cpu.get("producer", 0)) / max(now - last_time, 1e-9), 3
+                ),
+                "connect_cpu_share": round(
+                    (cpu_now.get("connect", 0) - last_cpu.get("connect", 0)) / max(now - last_time, 1e-9), 3
+                ),
+                "freshness_p95_so_far_s": percentile([f for _, f in fresh.samples], 0.95),
+            }
+            last_cpu, last_time = {**last_cpu, **cpu_now}, now
+            samples.append(sample)
+            print(json.dumps(sample), flush=True)
+        cpu_end = {name: (proc_stats(pid) or (0.0, 0))[0] for name, pid in pids.items() if name != "producer"}
+        produced, _ = producer.communicate(timeout=120)
+        summary = json.loads(produced)[0] if producer.returncode == 0 else {}
+        if producer.returncode != 0:
+            print(f"producer exited {producer.returncode}; see {out / (run + '.producer.log')}", file=sys.stderr)
+        # Wait until every acknowledged trade is visible (the sink commits on its interval).
+        acknowledged = int(summary.get("trades_acknowledged", 0))
+        deadline = time.monotonic() + 600
+        landed_rows = 0
+        while time.monotonic() < deadline:
+            done = k2(env, "query", f"select count(*) as n from {table_name}", "--format", "json")
+            landed_rows = json.loads(done.stdout)[0]["n"] if done.returncode == 0 else 0
+            if landed_rows >= acknowledged:
+                break
+            time.sleep(5)
+        table = catalog.load_table(table_name)
+        fresh.update(table)
+        check = k2(
+            env,
+            "query",
+            f"select count(*) as rows, count(distinct (symbol, trade_id)) as distinct_rows, "
+            f"count(distinct symbol) as symbols from {table_name}",
+            "--format",
+            "json",
+        )
+        counted = json.loads(check.stdout)[0] if check.returncode == 0 else {}
+        standin.send_signal(signal.SIGTERM)
+        standin_report = json.loads(standin.communicate(timeout=60)[0].strip().splitlines()[-1])
+        files_live, max_files, per_day = data_file_stats(table)
+        probe_symbol = symbols[len(symbols) // 2]
+        before = query_latencies(env, table_name, "BTCUSDT") | {
+            "duckdb_files_read": one_symbol_files(where["catalog"], table_name, probe_symbol)
+        }
+        maintainer.terminate()
+        maintainer.wait(timeout=120)
+        cpu_end["maintainer_final"] = cpu_end.get("maintainer", 0.0)
+        once = k2(env, "tables", "maintain", table_name, "--format", "json")
+        table = catalog.load_table(table_name)
+        after = query_latencies(env, table_name, "BTCUSDT") | {
+            "duckdb_files_read": one_symbol_files(where["catalog"], table_name, probe_symbol),
+            "maintain_once": once.stdout.strip()[:2000]
+            if once.returncode == 0
+            else f"failed: {once.stderr.strip()[:300]}",
+        }
+        metadata_path = table.metadata_location.removeprefix("file:")
+    finally:
+        for child in (producer, maintainer, standin):
+            if child.poll() is None:
+                child.kill()
+        maintainer_log.close()
+        producer_log.close()
+        k2(env, "connectors", "delete", connector["name"], "--yes")
+
+    freshness = [f for _, f in fresh.samples]
+    burst_start = started + (burst_from / rate)
+    burst_end = burst_start + burst_s
+    in_burst = [f for c, f in fresh.samples if burst_start <= c - f <= burst_end]
+    result = {
+        "run": run,
+        "layout": layout,
+        "partition": [list(p) for p in spec.partition],
+        "symbols": symbol_count,
+        "rate": rate,
+        "burst": {"multiple": burst, "seconds": burst_s},
+        "minutes": minutes,
+        "cpus": os.cpu_count(),
+        "trades": {
+            "generated": total,
+            "acknowledged": acknowledged,
+            "landed_rows": counted.get("rows"),
+            "distinct_rows": counted.get("distinct_rows"),
+            "exactly_once": counted.get("rows") == counted.get("distinct_rows") == total == acknowledged,
+            "symbols_landed": counted.get("symbols"),
+            "unrecovered": summary.get("trades_unrecovered"),
+        },
+        "freshness_s": {
+            "p50": percentile(freshness, 0.5),
+            "p95": percentile(freshness, 0.95),
+            "max": round(max(freshness), 3) if freshness else None,
+            "burst_p95": percentile(in_burst, 0.95),
+            "mean": round(statistics.fmean(freshness), 3) if freshness else None,
+            "trades_measured": len(freshness),
+        },
+        "files": {
+            "written_by_sink": fresh.files_added,
+            "live_at_end": files_live,
+            "max_per_partition_during_run": max((s["max_files_per_partition"] for s in samples), default=None),
+            "max_per_partition_at_end": max_files,
+            "live_per_day_at_end": per_day,
+            "written_per_day_projected": round(fresh.files_added * 86400 / max(time.time() - started, 1)),
+        },
+        "snapshots": len(table.metadata.snapshots),
+        "metadata_json_bytes": os.path.getsize(metadata_path) if os.path.exists(metadata_path) else None,
+        "peak_rss_bytes": peak_rss,
+        "cpu_seconds": {name: round(cpu_end.get(name, 0.0) - cpu0.get(name, 0.0), 1) for name in cpu_end}
+        | {"producer": round(producer_cpu - cpu0["producer"], 1) if producer_cpu is not None else None},
+        "connect_heap_peak_bytes": peak_heap,
+        "connect_heap_max_bytes": next(
+            (
+                int(v)
+                for k, v in scrape(f"http://127.0.0.1:{ports.connect_jmx}/metrics").items()
+                if k.startswith("jvm_memory_max_bytes") and 'area="heap"' in k
+            ),
+            None,
+        ),
+        "rest": standin_report
+        | {
+            "producer_backfill_requests": summary.get("backfill_requests"),
+            "gaps_backfilled": summary.get("gaps_backfilled"),
+        },
+        "recovery": recovery(timeline, standin_report.get("mass_disconnects", [])),
+        "queries_before_maintain": before,
+        "queries_after_maintain": after,
+        "maintainer_policy": {
+            "interval": policy_interval,
+            "bound": policy_for("market_data.trades").max_small_files_per_partition,
+        },
+        "producer_summary": summary,
+        "load_average_at_end": os.getloadavg(),
+        "samples": samples,
+    }
+    (out / f"{run}.json").write_text(json.dumps(result, indent=2, default=str))
+    plot(samples, fresh.samples, started, out / f"{run}.png", f"{run}: {symbol_count} symbols, {rate:g}/s, {layout}")
+    shown = {k: v for k, v in result.items() if k not in ("samples", "producer_summary")}
+    print(json.dumps(shown, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
