@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from k2.connect.maintenance import _max_files_per_partition, head_manifests
+from k2.connect.maintenance import head_manifests, max_files_per_partition
 from k2.connect.tables import apply_table, load_table_specs, rest_catalog
 from k2.producer.sample import generate_events
 from k2.producer.standin import BinanceStandIn
@@ -250,7 +250,7 @@ def main(
                 today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
                 sample = {
                     "elapsed_s": round(time.monotonic() - started, 1),
-                    "max_files_per_partition": _max_files_per_partition(table),
+                    "max_files_per_partition": max_files_per_partition(table),
                     "snapshots": len(table.metadata.snapshots),
                     "metadata_json_bytes": os.path.getsize(metadata_path) if os.path.exists(metadata_path) else None,
                     "manifests": head_manifests(table),

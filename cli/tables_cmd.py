@@ -152,9 +152,9 @@ def maintain(
       k2 tables maintain --watch --interval 60s
     """
     from k2.connect.exceptions import ConnectError
+    from k2.connect.maintainer import watch as watch_tables
     from k2.connect.maintenance import PLAN_COLUMNS, Policy, load_policies, plan
     from k2.connect.maintenance import maintain as run_maintenance
-    from k2.connect.maintenance import watch as watch_tables
     from k2.connect.tables import rest_catalog
 
     def duration(seconds: float | None, option: str) -> timedelta | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,12 +166,28 @@ def load_table_specs(path: Path = TABLES_FILE) -> dict[str, TableSpec]:
     return specs
 
 
+def s3_properties(env: Mapping[str, str]) -> dict[str, str]:
+    """pyiceberg's S3 settings for an S3-compatible endpoint (MinIO, moto) named by K2_S3_ENDPOINT, as
+    `k2 stack up --s3-endpoint` and `k2 query` take it; credentials stay in the standard AWS_* variables,
+    which pyarrow's S3 filesystem reads itself."""
+    endpoint = env.get("K2_S3_ENDPOINT", "")
+    if not endpoint:
+        return {}
+    return {
+        "s3.endpoint": endpoint,
+        "s3.path-style-access": "true",
+        "s3.region": env.get("AWS_REGION", "us-east-1"),
+    }
+
+
 def rest_catalog(uri: str, **properties: str) -> Catalog:
     """pyiceberg's REST catalog at ``uri``; an unreachable one is a one-line ConnectError."""
+    import os
+
     import requests
 
     try:
-        return load_catalog("k2", type="rest", uri=uri, **properties)
+        return load_catalog("k2", type="rest", uri=uri, **{**s3_properties(os.environ), **properties})
     except requests.RequestException as exc:  # load_catalog asks the server for its /v1/config at once
         raise ConnectError(catalog_unreachable(uri, exc)) from exc
     except RESTError as exc:

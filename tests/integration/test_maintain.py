@@ -35,6 +35,7 @@ from pyiceberg.transforms import (
     IdentityTransform,
     MonthTransform,
     Transform,
+    TruncateTransform,
 )
 from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
@@ -356,28 +357,42 @@ def test_orphan_cleanup_keeps_branches_tags_and_statistics(local_stack: LocalSta
     assert all_rows(local_stack, identifier) == main_rows
 
 
-def test_a_partition_without_an_exact_row_filter_is_refused(local_stack: LocalStack) -> None:
+@pytest.mark.parametrize("second", ["bucket", "truncate"])
+def test_bucket_and_truncate_partitions_are_compacted_file_by_file(local_stack: LocalStack, second: str) -> None:
+    """Transforms with no exact row filter: a rewrite names files, so they are compacted like any other."""
+    transform: Transform[Any, Any] = BucketTransform(4) if second == "bucket" else TruncateTransform(3)
     table = trades_table(
         local_stack,
-        "m_bucket",
-        [("trade_time", DayTransform(), "trade_day"), ("symbol", BucketTransform(4), "symbol_bucket")],
-        [],
+        f"m_{second[:5]}",
+        [("trade_time", DayTransform(), "trade_day"), ("symbol", transform, "symbol_part")],
+        [("symbol", SortDirection.ASC, NullOrder.NULLS_FIRST), ("trade_id", SortDirection.ASC, NullOrder.NULLS_FIRST)],
     )
-    for batch in range(3):
-        table.append(arrow(trades(10, seed=batch, start=PAST, span=timedelta(hours=1), exchanges=["B"]), table))
+    symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ETHBTC"]
+    rng = random.Random(3)
+    for batch in range(12):
+        rows = trades(20, seed=batch, start=PAST, span=timedelta(hours=4), exchanges=["B"])
+        for row in rows:
+            row["symbol"] = rng.choice(symbols)
+        table.append(arrow(rows, table))
     identifier = identifier_of(table)
-    snapshots = [s.snapshot_id for s in table.metadata.snapshots]
-    disk = disk_state(table)
-    dry = local_stack.k2("tables", "maintain", identifier, "--dry-run", "--retain", "0s", "--format", "json")
-    assert dry.returncode == 1
-    assert json.loads(dry.stdout)[0]["step"] == "refuse"
-    real = local_stack.k2("tables", "maintain", identifier, "--retain", "0s", "--orphan-age", "0s")
-    assert real.returncode == 1
-    for done in (dry, real):
-        assert done.stderr.startswith(f"Error: {identifier} is partitioned by bucket[4](symbol"), done.stderr
-        assert "no exact row filter" in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    table.refresh()
-    assert [s.snapshot_id for s in table.metadata.snapshots] == snapshots and disk_state(table) == disk
+    rows_before = all_rows(local_stack, identifier)
+    per_partition = files_per_partition(table)
+    assert len(per_partition) >= 2 and all(n > 1 for n in per_partition.values()), per_partition
+
+    plan, report = run_maintain(local_stack, identifier)
+    assert_plan_was_carried_out(plan, report)
+    assert report["partitions_compacted"] == len(per_partition)
+    assert files_per_partition(table) == Counter(dict.fromkeys(per_partition, 1))
+    assert all_rows(local_stack, identifier) == rows_before
+    for data_file in table.inspect.data_files().to_pylist():
+        written = pq.read_table(local(data_file["file_path"]), columns=["symbol", "trade_id"]).to_pylist()
+        assert written == sorted(written, key=lambda row: (row["symbol"], row["trade_id"]))
+        assert local(data_file["file_path"]).exists()
+    # The new files carry their partition's values: a one-symbol query through DuckDB still finds its rows.
+    sql = f"select count(*) as n from {identifier} where symbol = 'ETHBTC'"
+    done = local_stack.k2("query", sql, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["n"] == sum(1 for row in rows_before if '"symbol": "ETHBTC"' in row)
 
 
 def test_errors_name_the_table_and_the_catalog(local_stack: LocalStack) -> None:

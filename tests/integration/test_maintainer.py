@@ -22,8 +22,9 @@ import pytest
 import requests
 from pyiceberg.table import Table
 
-from k2.connect import maintenance
-from k2.connect.maintenance import HOLD_VARIABLE, MERGE_PROPERTY, Policy, plan
+from k2.connect import rewrite
+from k2.connect.maintenance import Policy, plan
+from k2.connect.rewrite import HOLD_VARIABLE, REWRITE_PROPERTY
 from k2.connect.tables import apply_table, rest_catalog
 from k2.producer.sample import generate_events
 from k2.producer.standin import BinanceStandIn
@@ -116,7 +117,7 @@ def test_killed_mid_rewrite_the_table_stays_exact_and_the_next_run_finishes(
         assert wait_for_rows(local_stack, table_name, len(events), timeout=300) == len(events)
         assert_table_holds_exactly(local_stack, table_name, events)
         table = catalog.load_table(table_name)
-        merges = [s for s in table.metadata.snapshots if s.summary is not None and s.summary[MERGE_PROPERTY]]
+        merges = [s for s in table.metadata.snapshots if s.summary is not None and s.summary[REWRITE_PROPERTY]]
         assert not merges, "the killed merge must not have committed"
         crowded = max(files_per_partition(table).values())
         assert crowded > Policy().tier_fanout, "the sink should have left small files to merge"
@@ -176,7 +177,7 @@ def test_the_watcher_bounds_small_files_while_the_sink_commits_every_second(
         status = json.loads(heartbeat.read_text())
         assert status["cycle"] >= 5 and "error" not in status["tables"][table_name], status
         table = catalog.load_table(table_name)
-        merges = [s for s in table.metadata.snapshots if s.summary is not None and s.summary[MERGE_PROPERTY]]
+        merges = [s for s in table.metadata.snapshots if s.summary is not None and s.summary[REWRITE_PROPERTY]]
         assert merges, "the watcher merged nothing"
     finally:
         maintainer.kill()
@@ -224,24 +225,28 @@ def test_a_merge_lands_over_concurrent_appends_and_gives_up_when_its_files_were_
     assert len(merge.paths) == 8
 
     # An append lands between writing the merged file and committing it, as the sink's would.
-    real_write = maintenance._write_merged
+    real_write = rewrite.write_rewrite
 
     def write_then_append(*args: Any) -> Any:
         result = real_write(*args)
         catalog.load_table(table_name).append(batch(10_000))
         return result
 
-    monkeypatch.setattr(maintenance, "_write_merged", write_then_append)
-    merged, written, retries, abandoned = maintenance._merge_files(catalog, table_name, [merge], policy, attempts=10)
+    def run(merges: list[rewrite.Rewrite], attempts: int) -> tuple[int, int, int, int]:
+        outcome = rewrite.rewrite(catalog, table_name, merges, policy.target_file_size, attempts)
+        return outcome.files_rewritten, outcome.files_written, outcome.commit_retries, len(outcome.abandoned)
+
+    monkeypatch.setattr(rewrite, "write_rewrite", write_then_append)
+    merged, written, retries, abandoned = run([merge], attempts=10)
     assert (merged, written, abandoned) == (8, 1, 0), retries
     table = catalog.load_table(table_name)
     assert table.scan().to_arrow().num_rows == 8 * 20 + 20
     assert sum(files_per_partition(table).values()) == 2
 
     # The same merge again: its files are gone (rewritten above), so it must give up and change nothing.
-    monkeypatch.setattr(maintenance, "_write_merged", real_write)
+    monkeypatch.setattr(rewrite, "write_rewrite", real_write)
     before = table.current_snapshot()
-    assert maintenance._merge_files(catalog, table_name, [merge], policy, attempts=3)[::3] == (0, 1)
+    assert run([merge], attempts=3)[::3] == (0, 1)
     assert catalog.load_table(table_name).current_snapshot() == before
 
     # Two merges of the same files built on the same head: the second one to commit conflicts.
@@ -256,13 +261,8 @@ def test_a_merge_lands_over_concurrent_appends_and_gives_up_when_its_files_were_
         barrier.wait(timeout=60)  # both have written their file before either commits
         return result
 
-    monkeypatch.setattr(maintenance, "_write_merged", write_and_wait)
-    threads = [
-        threading.Thread(
-            target=lambda: results.append(maintenance._merge_files(catalog, table_name, [merge], policy, 5))
-        )
-        for _ in range(2)
-    ]
+    monkeypatch.setattr(rewrite, "write_rewrite", write_and_wait)
+    threads = [threading.Thread(target=lambda: results.append(run([merge], 5))) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
