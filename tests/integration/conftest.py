@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_HOME = Path(os.environ.get("K2_TEST_HOME") or ROOT / ".k2-test").resolve()
@@ -103,3 +104,47 @@ def local_stack() -> Iterator[LocalStack]:
     finally:
         if not REUSE:
             stack.k2("stack", "down")
+
+
+def _wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture
+def moto_s3(local_stack: LocalStack) -> Iterator[str]:
+    """moto's S3 server (from PyPI; an S3 API, not a stand-in of ours) with an empty bucket k2-it; yields
+    its endpoint. The test stack's made-up AWS_* credentials are the bucket owner's."""
+    import socket
+
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        s3_port = int(sock.getsockname()[1])
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{s3_port}"
+    try:
+        _wait_http(endpoint)
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=local_stack.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=local_stack.env["AWS_SECRET_ACCESS_KEY"],
+        ).create_bucket(Bucket="k2-it")
+        yield endpoint
+    finally:
+        moto.terminate()
+        moto.wait(30)

@@ -7,7 +7,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from .helpers import (
     connector_copy,
     deploy,
     expected_candles,
+    free_port,
     make_events,
     make_topics,
     normalised,
@@ -267,56 +267,11 @@ def test_bad_connector_configs_fail_clearly_and_change_nothing(
     assert after == running, "a refused deploy must leave the running connector as it was"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=2).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer within {timeout}s")
-
-
-@pytest.fixture
-def moto_s3(local_stack: LocalStack) -> Iterator[str]:
-    """moto's S3 server (from PyPI) with an empty bucket k2-it; yields its endpoint."""
-    import boto3
-
-    s3_port = _free_port()
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{s3_port}"
-    try:
-        _wait_http(endpoint)
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=local_stack.env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=local_stack.env["AWS_SECRET_ACCESS_KEY"],
-        ).create_bucket(Bucket="k2-it")
-        yield endpoint
-    finally:
-        moto.terminate()
-        moto.wait(30)
-
-
 def test_the_stack_runs_its_catalog_on_s3_from_stack_up_to_k2_query(
     local_stack: LocalStack, moto_s3: str, tmp_path: Path
 ) -> None:
     """`k2 stack up catalog --warehouse s3://...` (a second state directory), then tables, sink, producer, query."""
-    catalog_uri = f"http://127.0.0.1:{_free_port()}"
+    catalog_uri = f"http://127.0.0.1:{free_port()}"
     s3_env = {
         "K2_HOME": str(tmp_path / "s3home"),
         "K2_CATALOG_PORT": catalog_uri.rsplit(":", 1)[1],
