@@ -20,9 +20,15 @@ WebSocket (one port, ``ws_url``):
 * symbols may hold non-ASCII characters; stream names lowercase only ASCII letters and arrive
   percent-encoded in the URL (CHANGELOG.md § 2025-12-02 "Unicode values", "URL-encoded urls");
 * server pings every 20 s, a pong is due within a minute (§ General WSS information);
-* scripted trouble (``Script``): forced disconnects of every connection at once, repeated frames after a
-  reconnect, ``serverShutdown`` events (§ Server Shutdown), raw bad frames, connections closed as soon
-  as they open, connections that never get a frame, and refused handshakes after a disconnect.
+* scripted trouble (``Script``): forced disconnects of every connection at once or of only the oldest
+  few, repeated frames after a reconnect, ``serverShutdown`` events (§ Server Shutdown), raw bad frames,
+  connections closed as soon as they open, connections that never get a frame, and refused handshakes
+  after a disconnect;
+* a market that changes while it plays (``Script.status_changes``): a symbol's exchangeInfo status
+  changes at a tape position, a symbol not yet listed (status None: absent from exchangeInfo, -1121 for
+  queries about it) is listed, or one is delisted. Only a TRADING symbol trades (enums.md § Symbol
+  status: BREAK generates no market data; HALT, END_OF_DAY and CANCEL_ONLY match no orders): a tape's
+  trades of a symbol while it is not TRADING never happen, on the stream or in REST's history.
 
 REST (same port, ``rest_url``):
 
@@ -30,7 +36,8 @@ REST (same port, ``rest_url``):
   § Old trade lookup), optionally only those broadcast ``rest_lag_s`` ago; ``fromId`` naming an id that
   never existed starts at the next id that did (build such tapes with ``with_missing_ids``);
 * ``GET /api/v3/exchangeInfo`` with ``symbol=``, ``symbols=[...]``, ``symbolStatus=`` (§ Exchange
-  information), ``/api/v3/ping`` and ``/api/v3/time`` (§ Test connectivity, § Check server time);
+  information), as the market stands at the current tape position, ``/api/v3/ping`` and
+  ``/api/v3/time`` (§ Test connectivity, § Check server time);
 * request weight per fixed, minute-aligned window with ``X-MBX-USED-WEIGHT-1M`` on every answer, 429 and
   then escalating 418 bans with ``Retry-After`` (§ LIMITS, § IP Limits; enums.md § Rate limiters;
   errors.md § -1003), and 403 from a web application firewall (§ HTTP Return Codes). A client is banned
@@ -59,7 +66,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
@@ -153,6 +160,13 @@ class Script:
     # From this tape position on, play at this many frames per second (a burst, then back): a market's
     # rate is never flat, and Binance's busiest minutes carry several times its average.
     rate_changes: dict[int, float] = field(default_factory=dict)
+    # After this frame, these symbols take these exchangeInfo statuses (None: delisted, absent from
+    # exchangeInfo). Read when the stand-in is made: the tape's trades of a symbol while it is not
+    # TRADING are taken out of the market then.
+    status_changes: dict[int, dict[str, str | None]] = field(default_factory=dict)
+    # After this frame, close this many of the open connections, the oldest first (one front end of
+    # several going down); the others keep streaming. refuse_after_disconnect_s applies here too.
+    disconnect_some_at: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,6 +176,7 @@ class TapeFrame:
     symbol: str | None = None
     trade: dict[str, Any] | None = None
     raw_text: str | None = None  # as a raw (/ws) stream sends it; None: same as text
+    void: bool = False  # a trade of a symbol that was not TRADING then: it never happens
 
 
 @dataclass
@@ -247,14 +262,16 @@ class BinanceStandIn:
     ``max_incoming_per_s`` (5 messages per connection per second), ``rest_lag_s`` (0: historicalTrades
     sees a trade as soon as it is broadcast), ``weight_limit_per_min`` (6000), ``time_scale`` (1.0),
     ``waf_block_requests`` (REST request numbers answered 403), ``symbol_status`` (exchangeInfo status per
-    symbol, default TRADING). ``rest_requests_per_s`` (None) turns on the old stand-in's simple pacing.
+    symbol at the start, default TRADING; None: not listed yet, see ``Script.status_changes``).
+    ``rest_requests_per_s`` (None) turns on the old stand-in's simple pacing.
 
     Counters for tests: ``connections`` (handshakes completed), ``connections_closed_on_open``,
     ``incoming_limit_disconnects``, ``rest_requests`` (every ``/api/`` request, numbered from 1 as
     ``waf_block_requests`` counts them), ``rest_429``, ``rest_418``, ``rest_403``, ``used_weight`` (this
     window), ``weight_used`` (all windows), ``peak_window_weight``, ``mass_disconnects`` (epoch
     seconds), ``banned_until`` (epoch seconds; 0.0
-    when never banned), ``window_resets_at``.
+    when never banned), ``window_resets_at``, ``requests_by_endpoint`` (answered or refused, by path),
+    ``control_requests`` (each SUBSCRIBE and UNSUBSCRIBE as (method, streams)), ``partial_disconnects``.
     """
 
     def __init__(
@@ -275,19 +292,21 @@ class BinanceStandIn:
         weight_limit_per_min: int = 6000,
         time_scale: float = 1.0,
         waf_block_requests: set[int] | None = None,
-        symbol_status: dict[str, str] | None = None,
+        symbol_status: Mapping[str, str | None] | None = None,
     ) -> None:
         if not events:
             raise ValueError("the stand-in needs at least one trade to play")
         if time_scale <= 0:
             raise ValueError(f"time_scale must be positive, not {time_scale}")
-        bad_status = {s: v for s, v in (symbol_status or {}).items() if v not in SYMBOL_STATUSES}
+        script = script or Script()
+        changed = [(symbol_status or {}).items(), *(c.items() for c in script.status_changes.values())]
+        bad_status = {s: v for items in changed for s, v in items if v is not None and v not in SYMBOL_STATUSES}
         if bad_status:
             raise ValueError(f"symbol_status values must be one of {', '.join(SYMBOL_STATUSES)}: {bad_status}")
         self.host = host
         self.port = port
         self.rate = rate
-        self.script = script or Script()
+        self.script = script
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.loop_tape = loop_tape
@@ -297,10 +316,17 @@ class BinanceStandIn:
         self.weight_limit_per_min = weight_limit_per_min
         self.time_scale = time_scale
         self.waf_block_requests = set(waf_block_requests or ())
-        self.symbol_status = dict(symbol_status or {})
+        self.symbol_status: dict[str, str | None] = dict(symbol_status or {})
+        # Each symbol's statuses in tape order: (position after which it applies, status); see status_at.
+        self._status_log: dict[str, list[tuple[int, str | None]]] = {}
+        for position in sorted(script.status_changes):
+            for symbol, status in script.status_changes[position].items():
+                self._status_log.setdefault(symbol, []).append((position, status))
         self._original = events
         self._counts = Counter(str(e["s"]) for e in events)
-        self.symbols = list(dict.fromkeys(str(e["s"]) for e in events))
+        named = [*self.symbol_status, *self._status_log]
+        self.symbols = list(dict.fromkeys([*(str(e["s"]) for e in events), *named]))
+        self._known = frozenset(self.symbols)
         self._cycle = 0
         self.tape: list[TapeFrame] = []
         self._positions: dict[str, list[int]] = {}  # tape positions of each symbol's trades
@@ -332,6 +358,9 @@ class BinanceStandIn:
         self.connections_closed_on_open = 0
         self.incoming_limit_disconnects = 0
         self.mass_disconnects: list[float] = []  # epoch seconds of each scripted disconnect of everyone
+        self.partial_disconnects = 0  # scripted disconnects of only some connections
+        self.requests_by_endpoint: Counter[str] = Counter()
+        self.control_requests: list[tuple[str, list[str]]] = []  # SUBSCRIBE/UNSUBSCRIBE as they came
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -342,8 +371,29 @@ class BinanceStandIn:
         symbol = str(event["s"])
         stream = stream_name(symbol)
         combined = orjson.dumps({"stream": stream, "data": event}).decode()
-        self._positions.setdefault(symbol, []).append(len(self.tape))
-        self.tape.append(TapeFrame(stream, combined, symbol, event, orjson.dumps(event).decode()))
+        void = self.status_at(symbol, len(self.tape)) != "TRADING"
+        if not void:
+            self._positions.setdefault(symbol, []).append(len(self.tape))
+        self.tape.append(TapeFrame(stream, combined, symbol, event, orjson.dumps(event).decode(), void))
+
+    # -- the market ------------------------------------------------------------------------------
+    def status_at(self, symbol: str, position: int) -> str | None:
+        """The exchangeInfo status of ``symbol`` once ``position`` frames were broadcast (the status its
+        trade at tape index ``position`` would have): None when not listed then."""
+        status = self.symbol_status.get(symbol, "TRADING") if symbol in self._known else None
+        for changed_after, changed_to in self._status_log.get(symbol, []):
+            if changed_after >= position:
+                break
+            status = changed_to
+        return status
+
+    def status(self, symbol: str) -> str | None:
+        """The status exchangeInfo gives ``symbol`` now (None: not listed)."""
+        return self.status_at(symbol, self.position)
+
+    def trades_made(self) -> list[dict[str, Any]]:
+        """Every trade of the tape that happens (its symbol was TRADING then), in tape order."""
+        return [f.trade for f in self.tape if f.trade is not None and not f.void]
 
     # -- URLs ------------------------------------------------------------------------------------
     @property
@@ -483,6 +533,7 @@ class BinanceStandIn:
         if now < self.banned_until:  # rest-api.md § IP Limits: during a ban every request gets 418
             return self._banned(now)
         parts = urlsplit(request.path)
+        self.requests_by_endpoint[parts.path] += 1
         weight = ENDPOINT_WEIGHTS.get(parts.path)
         if weight is None:
             return self._json(
@@ -539,12 +590,12 @@ class BinanceStandIn:
             from_id = int(query["fromId"][0]) if query.get("fromId") else None
         except ValueError:
             return HTTPStatus.BAD_REQUEST, _error(-1100, "Illegal characters found in a parameter.")
-        if symbol not in self._positions:
+        if self.status(symbol) is None:  # never listed, or delisted
             return HTTPStatus.BAD_REQUEST, _error(-1121, "Invalid symbol.")
         visible = self.position
         if self.rest_lag_s > 0:
             visible = bisect_right(self._sent_at, time.monotonic() - self.rest_lag_s)
-        positions = self._positions[symbol]
+        positions = self._positions.get(symbol, [])
         past = [self.tape[p].trade for p in positions[: bisect_right(positions, visible - 1)]]
         trades = [t for t in past if t is not None]
         if from_id is None:
@@ -596,12 +647,12 @@ class BinanceStandIn:
                 return HTTPStatus.BAD_REQUEST, _error(-1128, "Combination of optional parameters invalid.")
             if status_filter not in STATUS_FILTERS:
                 return HTTPStatus.BAD_REQUEST, _error(-1122, "Invalid symbolStatus.")
-        if wanted is not None and any(s not in self._positions for s in wanted):
+        if wanted is not None and any(self.status(s) is None for s in wanted):
             return HTTPStatus.BAD_REQUEST, _error(-1121, "Invalid symbol.")
         symbols = []
         for symbol in wanted if wanted is not None else self.symbols:
-            status = self.symbol_status.get(symbol, "TRADING")
-            if status_filter is not None and status != status_filter:
+            status = self.status(symbol)
+            if status is None or (status_filter is not None and status != status_filter):
                 continue
             base, quote = _assets(symbol)
             symbols.append(
@@ -727,6 +778,8 @@ class BinanceStandIn:
             return {"result": None, "id": request_id}
         if not all(isinstance(p, str) for p in params):
             return _error(2, "Invalid request: stream names must be strings")
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            self.control_requests.append((method, list(params)))
         if method == "UNSUBSCRIBE":
             for name in params:
                 client.streams.pop(name, None)
@@ -760,7 +813,7 @@ class BinanceStandIn:
         else:
             repeats, self._repeat_on_reconnect = self._repeat_on_reconnect, []
             for frame in repeats:
-                if frame.stream in client.streams:
+                if frame.stream in client.streams and not frame.void:
                     await ws.send(self._text_for(client, frame))
         self._clients[ws] = client
         self._started.set()
@@ -812,6 +865,13 @@ class BinanceStandIn:
         self._clients.clear()
         await asyncio.gather(*(ws.close(1001, "stand-in: forced disconnect") for ws in closing), return_exceptions=True)
 
+    async def _disconnect_oldest(self, count: int) -> None:
+        """Close the ``count`` connections open longest; the others keep streaming."""
+        closing = list(self._clients)[:count]
+        for ws in closing:
+            self._clients.pop(ws, None)
+        await asyncio.gather(*(ws.close(1001, "stand-in: forced disconnect") for ws in closing), return_exceptions=True)
+
     async def _play(self) -> None:
         await self._started.wait()
         interval = 1.0 / self.rate if self.rate > 0 else 0.0
@@ -827,7 +887,8 @@ class BinanceStandIn:
                 rate = self.script.rate_changes[index]
                 interval = 1.0 / rate if rate > 0 else 0.0
                 next_at = time.monotonic()
-            await self._broadcast(frame)
+            if not frame.void:
+                await self._broadcast(frame)
             self._sent_at.append(time.monotonic())
             self.position += 1
             for raw in self.script.bad_frames.get(index, []):
@@ -840,6 +901,10 @@ class BinanceStandIn:
                 self._refuse_until = time.monotonic() + self.script.refuse_after_disconnect_s
                 self.mass_disconnects.append(time.time())
                 await self._disconnect_everyone()
+            if self.script.disconnect_some_at.get(index):
+                self._refuse_until = time.monotonic() + self.script.refuse_after_disconnect_s
+                self.partial_disconnects += 1
+                await self._disconnect_oldest(self.script.disconnect_some_at[index])
             next_at += interval
             delay = next_at - time.monotonic()
             if delay > 0:

@@ -351,3 +351,62 @@ def test_a_forced_disconnect_drops_every_connection_at_the_same_frame() -> None:
     assert codes == [1001, 1001, 1001]
     assert all(seen) and max(position[(f["data"]["s"], f["data"]["t"])] for got in seen for f in got) <= 80
     assert server.connections == 3
+
+
+def test_only_the_oldest_connections_are_dropped_when_one_front_end_goes_down() -> None:
+    with BinanceStandIn(trades(), rate=100, script=Script(disconnect_some_at={60: 1})) as server:
+        path = "/stream?streams=btcusdt@trade"
+        with ws(server, path) as oldest:
+            time.sleep(0.05)  # handshakes in a known order
+            with ws(server, path) as younger:
+                dropped = messages(oldest, timeout=1)
+                kept = messages(younger, timeout=1)
+                assert oldest.close_code == 1001 and younger.close_code is None
+    assert server.partial_disconnects == 1 and not server.mass_disconnects
+    assert len(kept) > len(dropped), "the younger connection kept streaming after the oldest was dropped"
+
+
+# 11. A market that changes while it plays ------------------------------------------------------------
+def test_a_listing_appears_in_exchange_info_at_its_position_and_trades_only_after_it() -> None:
+    events = trades(["BTCUSDT", "NEWUSDT"], count=300)
+    listed_at = 150
+    script = Script(status_changes={listed_at: {"NEWUSDT": "TRADING"}})
+    with BinanceStandIn(events, rate=300, script=script, symbol_status={"NEWUSDT": None}) as server:
+        before = get(server, "exchangeInfo").json()
+        unknown = [get(server, "exchangeInfo", symbol="NEWUSDT"), get(server, "historicalTrades", symbol="NEWUSDT")]
+        assert server.status("NEWUSDT") is None and server.status_at("NEWUSDT", listed_at + 1) == "TRADING"
+        with ws(server, "/stream?streams=newusdt@trade/btcusdt@trade") as connection:
+            streamed = messages(connection, timeout=1)
+        after = get(server, "exchangeInfo", symbolStatus="TRADING").json()
+        history = get(server, "historicalTrades", symbol="NEWUSDT", fromId=0, limit=1000).json()
+    assert [s["symbol"] for s in before["symbols"]] == ["BTCUSDT"]
+    assert all(r.status_code == 400 and r.json()["code"] == -1121 for r in unknown)
+    assert [s["symbol"] for s in after["symbols"]] == ["BTCUSDT", "NEWUSDT"]
+    new_trades = [(n, e) for n, e in enumerate(events) if e["s"] == "NEWUSDT"]
+    made = [e["t"] for n, e in new_trades if n > listed_at]
+    assert made and len(made) < len(new_trades), "the tape holds NEWUSDT trades on both sides of the listing"
+    assert [f["data"]["t"] for f in streamed if f["data"]["s"] == "NEWUSDT"] == made
+    assert [t["id"] for t in history] == made, "trades from before the listing never happened"
+    assert [e["t"] for e in server.trades_made() if e["s"] == "NEWUSDT"] == made
+
+
+def test_a_symbol_in_break_trades_no_more_and_a_delisted_one_leaves_exchange_info() -> None:
+    events = trades(count=300)
+    script = Script(status_changes={100: {"ETHUSDT": "BREAK"}, 200: {"BNBUSDT": None}})
+    with BinanceStandIn(events, rate=300, script=script) as server:
+        with ws(server, "/stream?streams=btcusdt@trade/ethusdt@trade/bnbusdt@trade") as connection:
+            streamed = messages(connection, timeout=1)
+        info = {s["symbol"]: s["status"] for s in get(server, "exchangeInfo").json()["symbols"]}
+        in_break = get(server, "exchangeInfo", symbolStatus="BREAK").json()["symbols"]
+        history = get(server, "historicalTrades", symbol="ETHUSDT", limit=1000).json()
+        delisted = get(server, "historicalTrades", symbol="BNBUSDT")
+    position = {(e["s"], e["t"]): n for n, e in enumerate(events)}
+    last = {
+        s: max(position[(f["data"]["s"], f["data"]["t"])] for f in streamed if f["data"]["s"] == s) for s in SYMBOLS
+    }
+    assert last["ETHUSDT"] <= 100 < last["BTCUSDT"] and last["BNBUSDT"] <= 200
+    assert info == {"BTCUSDT": "TRADING", "ETHUSDT": "BREAK"} and [s["symbol"] for s in in_break] == ["ETHUSDT"]
+    assert max(position[("ETHUSDT", t["id"])] for t in history) <= 100
+    assert delisted.status_code == 400 and delisted.json()["code"] == -1121
+    with pytest.raises(ValueError, match="PAUSED"):
+        BinanceStandIn(events, script=Script(status_changes={5: {"BTCUSDT": "PAUSED"}}))
