@@ -104,7 +104,7 @@ def scrape(url: str) -> dict[str, float]:
 def gap_state(moment: float, metrics: dict[str, float]) -> tuple[float, float | None, float]:
     """(moment, trades held behind gaps, gaps open) from the producer's metrics page."""
     opened = metrics.get("k2_gaps_detected_total", 0.0)
-    closed = metrics.get("k2_gaps_backfilled_total", 0.0) + metrics.get("k2_gaps_unrecovered_total", 0.0)
+    closed = sum(metrics.get(f"k2_gaps_{how}_total", 0.0) for how in ("backfilled", "unrecovered", "filled_live"))
     return moment, metrics.get("k2_trades_held"), opened - closed
 
 

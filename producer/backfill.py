@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import requests
@@ -48,9 +49,11 @@ class WeightBudget:
         self._generation = 0  # bumped by interrupt(): requests waiting then give up
         self.pause_reason = ""
 
-    def wait(self, deadline: float | None = None) -> None:
+    def wait(self, deadline: float | None = None, weight: int | None = None) -> None:
         """Block until this request may go; raise BackfillError if that would be after ``deadline``, or
-        when interrupt() is called meanwhile (the producer is stopping)."""
+        when interrupt() is called meanwhile (the producer is stopping). ``weight``: of another endpoint
+        (exchangeInfo, 20), which then takes its share of the budget too."""
+        interval = self.interval if weight is None else self.window_s * weight / self.allowed
         generation = self._generation
         while True:
             with self._lock:
@@ -61,7 +64,7 @@ class WeightBudget:
                 if deadline is not None and slot > deadline:
                     raise BackfillError(f"no request slot before the deadline ({self.pause_reason or 'paced'})")
                 if slot <= now:
-                    self._next_slot = now + self.interval
+                    self._next_slot = now + interval
                     return
             time.sleep(min(slot - now, 1.0))  # then look again: a pause may have started meanwhile
 
@@ -86,6 +89,15 @@ class WeightBudget:
     @property
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self._clock())
+
+
+def backfill_order(
+    gaps: list[tuple[str, int, int]], held: Mapping[str, int], last_asked: Mapping[str, float]
+) -> list[tuple[str, int, int]]:
+    """Open gaps in the order to ask REST: the most trades held behind a gap first, since each request
+    (weight 25 of 6,000 a minute) then releases the most waiting live trades; ties go to the symbol asked
+    least recently, so a mass disconnect of hundreds of like symbols is still served in turn."""
+    return sorted(gaps, key=lambda gap: (-held.get(gap[0], 0), last_asked.get(gap[0], 0.0)))
 
 
 class RestClient:

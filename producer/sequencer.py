@@ -9,6 +9,12 @@ making progress on it: ``stalled_answers`` answers in a row added nothing and ``
 passed since the last one that did. Time a gap spends queued behind other symbols' backfill (a mass
 disconnect leaves hundreds at once) never counts against it.
 
+Repeats are counted by where they come from: with redundant connection sets (``--redundancy``) every
+trade arrives once per set, and a copy from a set that had not delivered that id yet is the expected
+redundant copy (``redundant_copies_dropped``); a repeat of an id its own set delivered before is a
+reconnect overlap (``duplicates_dropped``). A gap that trades from another set close before REST is
+asked is ``gaps_filled_live``, not backfilled.
+
 One owner: the event loop calls every method here; REST requests run in worker threads and hand
 their pages back to the loop (see app.py).
 """
@@ -31,6 +37,8 @@ class SymbolState:
     gap_open: bool = False
     last_progress: float = 0.0  # when the gap opened or REST last filled part of it
     stalled: int = 0  # REST answers in a row that added nothing to the gap
+    gap_opened: float = 0.0  # when the open gap opened
+    rest_applied: bool = False  # a REST page was applied to the open gap
 
     def first_held(self) -> int:
         return self.order[0]
@@ -38,9 +46,11 @@ class SymbolState:
 
 @dataclass
 class SequencerStats:
-    duplicates_dropped: int = 0
+    duplicates_dropped: int = 0  # repeats from reconnect overlaps (a feed delivering an id again)
+    redundant_copies_dropped: int = 0  # a redundant connection set's copy of a trade already taken
     gaps_detected: int = 0
     gaps_backfilled: int = 0
+    gaps_filled_live: int = 0  # closed by live trades (another connection set) before any REST page
     trades_backfilled: int = 0
     trades_absent: int = 0  # ids REST showed never existed
     gaps_unrecovered: int = 0
@@ -73,7 +83,9 @@ class Sequencer:
             if state.next_id is None:
                 state.next_id = last_id + 1
 
-    def accept(self, trade: Trade, from_backfill: bool = False) -> None:
+    def accept(self, trade: Trade, from_backfill: bool = False, first_on_feed: bool = False) -> None:
+        """Take one trade. ``first_on_feed``: its connection set had not delivered this id before, so a
+        repeat is another set's copy, not an overlap."""
         state = self.states.get(trade.symbol)
         if state is None:
             state = self.states[trade.symbol] = SymbolState()
@@ -83,7 +95,11 @@ class Sequencer:
             self._emit(trade)
             return
         if trade_id < state.next_id or trade_id in state.held:
-            if not from_backfill:  # REST pages overlap what we hold by design; only stream repeats count
+            if from_backfill:
+                pass  # REST pages overlap what we hold by design; only stream repeats count
+            elif first_on_feed:
+                self.stats.redundant_copies_dropped += 1
+            else:
                 self.stats.duplicates_dropped += 1
             return
         if trade_id == state.next_id and not state.held:
@@ -108,12 +124,16 @@ class Sequencer:
         if state.held:
             if not state.gap_open:
                 state.gap_open = True
-                state.last_progress = self._clock()
+                state.last_progress = state.gap_opened = self._clock()
                 state.stalled = 0
+                state.rest_applied = False
                 self.stats.gaps_detected += 1
         elif state.gap_open:
             state.gap_open = False
-            self.stats.gaps_backfilled += 1
+            if state.rest_applied:
+                self.stats.gaps_backfilled += 1
+            else:
+                self.stats.gaps_filled_live += 1
 
     def gap(self, symbol: str) -> tuple[int, int] | None:
         """The open gap of a symbol as (first missing id, last missing id), if any."""
@@ -121,6 +141,16 @@ class Sequencer:
         if state is None or not state.held or state.next_id is None:
             return None
         return state.next_id, state.first_held() - 1
+
+    def held(self, symbol: str) -> int:
+        """Trades of ``symbol`` waiting behind its gap."""
+        state = self.states.get(symbol)
+        return len(state.held) if state is not None else 0
+
+    def gap_age(self, symbol: str) -> float:
+        """Seconds since the open gap of ``symbol`` opened."""
+        state = self.states.get(symbol)
+        return self._clock() - state.gap_opened if state is not None and state.gap_open else 0.0
 
     def gaps(self) -> list[tuple[str, int, int]]:
         """Every open gap as (symbol, first missing id, last missing id)."""
@@ -136,6 +166,7 @@ class Sequencer:
         if state is None or state.next_id is None or not state.held:
             return
         before = state.next_id
+        state.rest_applied = True
         if trades and state.next_id == from_id and trades[0].trade_id > from_id:
             absent_until = min(trades[0].trade_id, state.first_held())
             self.stats.trades_absent += absent_until - state.next_id
