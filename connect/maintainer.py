@@ -85,7 +85,9 @@ def watch(
                 >= policy.orphan_check_interval.total_seconds()
             )
             try:
+                table_started = time.monotonic()
                 report = maintain(catalog, identifier, policy=policy, orphans=due)
+                seconds = time.monotonic() - table_started
                 table = catalog.load_table(identifier)
                 head = table.current_snapshot()
                 totals_now = head.summary.additional_properties if head and head.summary else {}
@@ -102,6 +104,7 @@ def watch(
                     "snapshots_expired": report.snapshots_expired,
                     "orphans_deleted": report.orphans_deleted,
                     "commit_retries": report.commit_retries,
+                    "maintain_seconds": round(seconds, 3),
                 }
                 if due:
                     last_orphans[identifier] = time.monotonic()
@@ -122,6 +125,7 @@ def watch(
                 log.error("cycle %d %s failed: %s", cycle, identifier, str(exc).splitlines()[0][:300])
             _heartbeat(heartbeat, {**state, "at": datetime.now(UTC), "cycle": cycle})
         state["cycle"], state["cycle_at"] = cycle, time.time()
+        state["cycle_seconds"] = round(time.monotonic() - started, 3)
         _heartbeat(heartbeat, {**state, "at": datetime.now(UTC), "cycle": cycle})
         if cycles is not None and cycle >= cycles:
             break
@@ -136,6 +140,7 @@ TABLE_GAUGES = {
     "manifests": "Manifests the current snapshot reads.",
     "bytes": "Bytes of live data files.",
     "records": "Rows in the current snapshot.",
+    "maintain_seconds": "Seconds the table's last maintenance took (plan, rewrites, expiry, orphans).",
 }
 
 
@@ -177,6 +182,11 @@ def serve_metrics(state: dict[str, Any], totals: dict[str, dict[str, int]], port
             yield CounterMetricFamily("k2_maintainer_cycles", "Maintenance cycles run.", value=state.get("cycle", 0))
             yield GaugeMetricFamily(
                 "k2_maintainer_last_cycle_timestamp_seconds", "End of the last cycle.", value=state.get("cycle_at", 0.0)
+            )
+            yield GaugeMetricFamily(
+                "k2_maintainer_last_cycle_duration_seconds",
+                "How long the last cycle took, every table included (to compare with the interval).",
+                value=state.get("cycle_seconds", 0.0),
             )
 
     registry = CollectorRegistry(auto_describe=False)

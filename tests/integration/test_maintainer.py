@@ -318,3 +318,5 @@ def test_the_watcher_serves_each_tables_state_as_metrics(local_stack: LocalStack
     assert values[("k2_table_snapshots", identifier)] >= 1
     assert 0 <= values[("k2_table_last_commit_age_seconds", identifier)] < 120
     assert values[("k2_maintainer_cycles_total", "")] >= 1
+    took = values[("k2_table_maintain_seconds", identifier)]
+    assert 0 < took < 60 and values[("k2_maintainer_last_cycle_duration_seconds", "")] >= took
