@@ -11,30 +11,48 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .backfill import PAGE_LIMIT, RestClient, WeightBudget
+from .backfill import PAGE_LIMIT, RestClient, WeightBudget, backfill_order
+from .connections import ConnectionSets
 from .exceptions import BackfillError, BadFrame, ProducerError
-from .exchange import check_symbols
+from .exchange import TRADING, check_symbols
 from .frames import CONTROL, SHUTDOWN, parse_frame, trade_from_rest
 from .kafka_sink import KafkaSink, check_topics_exist, schema_id_for
 from .metrics import MetricsServer
 from .resume import RESUME_BUDGET, last_trade_ids
 from .sequencer import Sequencer
+from .subscriptions import pack
+from .universe import (
+    ADDED,
+    EXCHANGE_INFO_WEIGHT,
+    LISTED,
+    REMOVED,
+    SYMBOLS_REFRESH_S,
+    ExchangeInfoError,
+    Listing,
+    SymbolChange,
+    SymbolUniverse,
+    fetch_listings,
+)
 from .websocket import (
     MAX_URL_LENGTH,
+    ROTATE_AFTER_S,
     SILENCE_TIMEOUT_S,
     AttemptLimiter,
     ConnectionStats,
     StreamConnection,
-    stream_urls,
 )
 
 log = logging.getLogger("k2.producer")
 
 BINANCE_WS_URL = "wss://stream.binance.com:9443"
 BINANCE_REST_URL = "https://api.binance.com"
+# With redundant connection sets, a gap this young is left to the other set, which normally closes it at
+# once (its copy of the missing trades is already on the way); REST is asked only if it is still open.
+REDUNDANT_GAP_GRACE_S = 2.0
 
 
 @dataclass
@@ -66,6 +84,13 @@ class ProduceOptions:
     max_url_length: int = MAX_URL_LENGTH
     metrics_port: int = 0  # Prometheus metrics on <metrics_host>:<port> while running; 0: none (`k2 produce`: 9091)
     metrics_host: str = "127.0.0.1"
+    # `--symbols ALL`: every TRADING symbol of exchangeInfo (``symbols`` is then ignored), with a quoteAsset
+    # in ``quotes`` when given.
+    all_symbols: bool = False
+    quotes: list[str] = field(default_factory=list)
+    symbols_refresh: float = SYMBOLS_REFRESH_S  # read exchangeInfo again this often (0: never)
+    redundancy: int = 1  # independent connection sets carrying every stream
+    redundant_gap_grace: float = REDUNDANT_GAP_GRACE_S
 
 
 @dataclass
@@ -93,6 +118,11 @@ class Summary:
     trades_per_s: float
     lost_ranges: list[str]
     resumed_symbols: int = 0  # symbols continued after their last trade in the topic (live, without --from-latest)
+    redundant_copies_dropped: int = 0  # copies of trades from the redundant connection sets (--redundancy)
+    gaps_filled_live: int = 0  # gaps closed by another connection set's trades before REST was needed
+    symbols_subscribed: int = 0  # symbols streamed at the end
+    symbols_added: list[str] = field(default_factory=list)  # "NEWUSDT (listed)": subscribed while running
+    symbols_removed: list[str] = field(default_factory=list)  # "OLDUSDT (BREAK)": unsubscribed while running
 
     @property
     def lossless(self) -> bool:
@@ -141,6 +171,11 @@ class Pipeline:
         self.dead_by_reason: dict[str, int] = {}
         self.connections: list[StreamConnection] = []
         self.connection_stats = ConnectionStats()
+        self.universe: SymbolUniverse | None = None  # live: the symbols streamed and their changes
+        # Redundant connection sets: the highest trade id each set delivered per symbol, to tell another
+        # set's copy of a trade from a reconnect's repeat.
+        self.redundancy = options.redundancy
+        self._feed_last: list[dict[str, int]] = [{} for _ in range(options.redundancy)]
         self.started = time.monotonic()
         self.stop_requested = threading.Event()
         self._on_status = on_status
@@ -160,8 +195,8 @@ class Pipeline:
         if limit is not None and self.emitted >= limit:
             self.stop_requested.set()
 
-    def on_frame(self, raw: str | bytes, source: str) -> bool:
-        """Handle one frame; True when it was Binance's serverShutdown warning."""
+    def on_frame(self, raw: str | bytes, source: str, feed: int = 0) -> bool:
+        """Handle one frame (from connection set ``feed``); True when it was Binance's serverShutdown warning."""
         self.frames_in += 1
         if self.stop_requested.is_set():
             return False  # stopping: nothing new is accepted (it would be neither sent nor counted)
@@ -181,7 +216,15 @@ class Pipeline:
             return True
         if self.metered:
             self.symbols[item.symbol].trades += 1  # type: ignore[union-attr]
-        self.sequencer.accept(item)  # type: ignore[arg-type]
+        if self.redundancy > 1:
+            last = self._feed_last[feed]
+            symbol, trade_id = item.symbol, item.trade_id  # type: ignore[union-attr]
+            first_on_feed = trade_id > last.get(symbol, -1)
+            if first_on_feed:
+                last[symbol] = trade_id
+            self.sequencer.accept(item, first_on_feed=first_on_feed)  # type: ignore[arg-type]
+        else:
+            self.sequencer.accept(item)  # type: ignore[arg-type]
         return False
 
     # -- gaps ---------------------------------------------------------------------------------
@@ -225,8 +268,9 @@ class Pipeline:
     def status_line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         seq = self.sequencer.stats
+        symbols = f"{len(self.universe.subscribed):,} symbols | " if self.universe else ""
         return (
-            f"{self.emitted / elapsed:,.0f} trades/s | sent {self.emitted:,} | acked "
+            f"{symbols}{self.emitted / elapsed:,.0f} trades/s | sent {self.emitted:,} | acked "
             f"{self.sink.stats.trades_acknowledged:,} | duplicates {seq.duplicates_dropped:,} | held behind gaps "
             f"{self.sequencer.held_count():,} | gaps backfilled {seq.gaps_backfilled:,} | unrecovered "
             f"{seq.gaps_unrecovered:,} | dead-lettered {self.dead_lettered:,}"
@@ -268,6 +312,11 @@ class Pipeline:
             elapsed_s=round(elapsed, 3),
             trades_per_s=round(delivery.trades_acknowledged / elapsed, 1) if elapsed > 0 else 0.0,
             lost_ranges=[f"{s}:{a}-{b}" for s, a, b in seq.lost_ranges],
+            redundant_copies_dropped=seq.redundant_copies_dropped,
+            gaps_filled_live=seq.gaps_filled_live,
+            symbols_subscribed=len(self.universe.subscribed) if self.universe else 0,
+            symbols_added=self.universe.named(ADDED) if self.universe else [],
+            symbols_removed=self.universe.named(REMOVED) if self.universe else [],
         )
 
 
@@ -311,10 +360,35 @@ def preflight(options: ProduceOptions) -> dict[str, Any]:
             raise ProducerError(f"cannot read replay file {options.replay}: {exc.strerror}") from exc
         report |= {"replay_trades": trades, "replay_dead_letters": bad}
     else:
-        if options.rest_url:
-            check_symbols(options.rest_url, options.symbols)
-        report["symbols"] = ",".join(options.symbols)
+        universe, symbols = starting_symbols(options)
+        report["symbols"] = "ALL" if options.all_symbols else ",".join(symbols)
+        if options.all_symbols:
+            report["quotes"] = ",".join(options.quotes) or "any"
+            report["symbols_to_stream"] = len(symbols)
+        groups = pack(options.ws_url, symbols, max_url_length=options.max_url_length) if symbols else []
+        report["connections"] = len(groups) * options.redundancy
     return report
+
+
+def starting_symbols(options: ProduceOptions) -> tuple[SymbolUniverse, list[str]]:
+    """The symbols to stream first: ``--symbols`` checked against exchangeInfo (unknown or not TRADING:
+    refused), or with ALL every TRADING symbol exchangeInfo lists (quoted in ``--quote`` if given)."""
+    if not options.all_symbols:
+        universe = SymbolUniverse(options.symbols)
+        statuses = check_symbols(options.rest_url, options.symbols) if options.rest_url else {}
+        listings = {s: Listing(statuses.get(s, TRADING), "") for s in options.symbols}
+        return universe, universe.start(listings, options.symbols)
+    if not options.rest_url:
+        raise ProducerError("--symbols ALL reads the symbols from /api/v3/exchangeInfo: give --rest-url")
+    universe = SymbolUniverse(None, options.quotes)
+    listings = fetch_listings(options.rest_url)
+    symbols = universe.start(listings)
+    if not symbols:
+        quoted = f" quoted in {','.join(options.quotes)}" if options.quotes else ""
+        raise ProducerError(
+            f"no TRADING symbol{quoted} among the {len(listings)} that {options.rest_url} lists: check --quote"
+        )
+    return universe, symbols
 
 
 def run_replay(options: ProduceOptions, status: Callable[[str], None] | None = None) -> Summary:
@@ -352,14 +426,21 @@ def run_replay(options: ProduceOptions, status: Callable[[str], None] | None = N
 
 def run_live(options: ProduceOptions, status: Callable[[str], None] | None = None) -> Summary:
     """Stream the symbols from a Binance-compatible WebSocket until a stop condition or signal."""
-    if not options.symbols:
+    if not options.symbols and not options.all_symbols:
         raise ProducerError("no symbols to stream: pass --symbols BTCUSDT,ETHUSDT (or use --replay FILE)")
-    if options.rest_url:
-        check_symbols(options.rest_url, options.symbols)  # unknown or not TRADING: refused before anything starts
+    universe, symbols = starting_symbols(options)  # unknown or not TRADING: refused before anything starts
+    if options.all_symbols:
+        log.info(
+            "streaming %d TRADING symbols%s of the %d exchangeInfo lists",
+            len(symbols),
+            f" quoted in {','.join(options.quotes)}" if options.quotes else "",
+            len(universe.listings),
+        )
     pipeline = Pipeline(options)
+    pipeline.universe = universe
     last_ids: dict[str, int] = {}
     if options.resume:
-        last_ids = last_trade_ids(options.bootstrap_servers, options.topic, options.symbols, options.resume_budget)
+        last_ids = last_trade_ids(options.bootstrap_servers, options.topic, symbols, options.resume_budget)
         pipeline.sequencer.resume_from(last_ids)
     try:
         asyncio.run(_live(pipeline, options, status))
@@ -371,6 +452,63 @@ def run_live(options: ProduceOptions, status: Callable[[str], None] | None = Non
     return summary
 
 
+@dataclass
+class _Refresh:
+    """A newer exchangeInfo, what it changes, and where re-added symbols stopped in the topic."""
+
+    listings: dict[str, Listing]
+    changes: list[SymbolChange]
+    resume_ids: dict[str, int]
+
+
+def _read_refresh(pipeline: Pipeline, options: ProduceOptions, known: set[str]) -> _Refresh:
+    """Read exchangeInfo again and plan the changes (a worker thread: REST and Kafka block).
+
+    The request takes its weight (20) from the same budget as the backfill, so no refresh period can push
+    the producer past Binance's limit; a 429/418/403 pauses the backfill too (rest-api.md § LIMITS).
+    A symbol back to TRADING that this run never streamed continues after its last trade in the topic,
+    as at start (unless --from-latest).
+    """
+    universe = pipeline.universe
+    assert universe is not None and options.rest_url is not None
+    if pipeline.rest is not None:
+        pipeline.rest.budget.wait(weight=EXCHANGE_INFO_WEIGHT)
+    try:
+        listings = fetch_listings(options.rest_url, timeout=10.0)
+    except ExchangeInfoError as exc:
+        if exc.retry_after and pipeline.rest is not None:
+            pipeline.rest.budget.pause(exc.retry_after, str(exc))
+        raise
+    changes = universe.plan(listings)
+    back = [c.symbol for c in changes if c.change == ADDED and c.reason != LISTED and c.symbol not in known]
+    resume_ids = {}
+    if options.resume and back:
+        resume_ids = last_trade_ids(options.bootstrap_servers, options.topic, back, options.resume_budget)
+    return _Refresh(listings, changes, resume_ids)
+
+
+def _apply_refresh(pipeline: Pipeline, fleet: ConnectionSets, refresh: _Refresh) -> list[StreamConnection]:
+    """Subscribe and unsubscribe what a refresh changed (on the event loop, which owns the sequencer);
+    returns the connections opened for new symbols, to be run."""
+    universe = pipeline.universe
+    assert universe is not None
+    universe.apply(refresh.listings, refresh.changes)
+    added = [c.symbol for c in refresh.changes if c.change == ADDED]
+    removed = [c.symbol for c in refresh.changes if c.change == REMOVED]
+    # A listing's trades made before we subscribed are backfilled from its first: the first live trade
+    # opens a gap from id 0, and REST's answer to fromId=0 starts at the first id that exists (the ids
+    # below it never existed, counted as absent). A symbol removed (BREAK: no market data, enums.md
+    # § Symbol status) keeps its sequencer state: trades held behind its gap are still backfilled.
+    listed = {c.symbol: -1 for c in refresh.changes if c.change == ADDED and c.reason == LISTED}
+    pipeline.sequencer.resume_from(refresh.resume_ids | listed)
+    if refresh.changes:
+        shown = ", ".join(str(c) for c in refresh.changes[:10])
+        more = f" and {len(refresh.changes) - 10} more" if len(refresh.changes) > 10 else ""
+        log.info("exchangeInfo: %d added, %d removed: %s%s", len(added), len(removed), shown, more)
+    fleet.remove(removed)
+    return fleet.add(added)
+
+
 async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[str], None] | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -378,25 +516,33 @@ async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[s
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, pipeline.stop_requested.set)
     limiter = AttemptLimiter()
-    extra = {"rotate_after": options.rotate_after} if options.rotate_after else {}
-    connections = [
-        StreamConnection(
-            url,
-            pipeline.on_frame,
+
+    def make(feed: int, symbols: list[str]) -> StreamConnection:
+        handler = pipeline.on_frame if options.redundancy == 1 else partial(pipeline.on_frame, feed=feed)
+        return StreamConnection(
+            options.ws_url,
+            symbols,
+            handler,
             stop,
             limiter,
             pipeline.connection_stats,
             silence_timeout=options.silence_timeout,
-            **extra,
+            max_url_length=options.max_url_length,
+            rotate_after=options.rotate_after or ROTATE_AFTER_S,
         )
-        for url in stream_urls(options.ws_url, options.symbols, max_url_length=options.max_url_length)
-    ]
-    pipeline.connections = connections
-    tasks = [asyncio.create_task(c.run()) for c in connections]
+
+    universe = pipeline.universe
+    symbols = list(universe.subscribed) if universe is not None else options.symbols
+    fleet = ConnectionSets(options.ws_url, symbols, options.redundancy, make, max_url_length=options.max_url_length)
+    pipeline.connections = fleet.connections  # the same list: connections opened later show in the metrics
+    tasks = [asyncio.create_task(c.run()) for c in fleet.connections]
     deadline = time.monotonic() + options.duration if options.duration else None
     backfilling: dict[str, tuple[int, asyncio.Task[list[Any] | None]]] = {}
     last_asked: dict[str, float] = {}
     last_status = 0.0
+    refresh_every = options.symbols_refresh if options.rest_url and universe is not None else 0.0
+    next_refresh = time.monotonic() + refresh_every if refresh_every > 0 else None
+    refreshing: asyncio.Task[_Refresh] | None = None
     try:
         while not pipeline.stop_requested.is_set():
             await asyncio.sleep(0.05)
@@ -408,9 +554,13 @@ async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[s
                         pipeline.apply_page(symbol, first, task.result())
             pipeline.sequencer.tick()
             # The REST client paces every request by Binance's weight budget; a few pages in flight keep
-            # it busy. Symbols asked least recently go first, so a mass disconnect is served in turn.
-            open_gaps = sorted(pipeline.sequencer.gaps(), key=lambda gap: last_asked.get(gap[0], 0.0))
-            for symbol, first, last in open_gaps:
+            # it busy. The gaps with the most trades held behind them go first (see backfill_order).
+            sequencer = pipeline.sequencer
+            gaps = sequencer.gaps()
+            if options.redundancy > 1:
+                gaps = [gap for gap in gaps if sequencer.gap_age(gap[0]) >= options.redundant_gap_grace]
+            held = {symbol: sequencer.held(symbol) for symbol, _, _ in gaps}
+            for symbol, first, last in backfill_order(gaps, held, last_asked):
                 if len(backfilling) >= options.max_backfills_in_flight:
                     break
                 if symbol not in backfilling:
@@ -418,6 +568,18 @@ async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[s
                     fetch = asyncio.to_thread(pipeline.fetch_page, symbol, first, last)
                     backfilling[symbol] = (first, asyncio.create_task(fetch))
             now = time.monotonic()
+            if refreshing is None and next_refresh is not None and now >= next_refresh:
+                known = set(pipeline.sequencer.states)
+                refreshing = asyncio.create_task(asyncio.to_thread(_read_refresh, pipeline, options, known))
+            elif refreshing is not None and refreshing.done():
+                try:
+                    refresh = refreshing.result()
+                except (ProducerError, BackfillError) as exc:
+                    log.warning("symbols not refreshed: %s; trying again in %gs", exc, refresh_every)
+                else:
+                    tasks += [asyncio.create_task(c.run()) for c in _apply_refresh(pipeline, fleet, refresh)]
+                refreshing = None
+                next_refresh = now + refresh_every
             if status and now - last_status >= 1.0:
                 status(pipeline.status_line())
                 last_status = now
@@ -433,6 +595,8 @@ async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[s
         if pipeline.rest is not None:
             pipeline.rest.budget.interrupt()  # a fetch waiting out a ban must not hold up the shutdown
         await asyncio.gather(*tasks, return_exceptions=True)
+        if refreshing is not None:
+            await asyncio.gather(refreshing, return_exceptions=True)
         for symbol, (first, task) in backfilling.items():
             fetched = (await asyncio.gather(task, return_exceptions=True))[0]
             if isinstance(fetched, list):

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import ProducerError
+from .universe import REASONS
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -106,7 +107,17 @@ def _collector(pipeline: Pipeline) -> Collector:
             yield counter(
                 "k2_duplicates_dropped", "Repeated trades dropped (reconnect overlaps).", seq.duplicates_dropped
             )
+            yield counter(
+                "k2_redundant_copies_dropped",
+                "Copies of trades from the redundant connection sets (--redundancy), dropped by trade id.",
+                seq.redundant_copies_dropped,
+            )
             yield counter("k2_gaps_detected", "Gaps in a symbol's trade ids.", seq.gaps_detected)
+            yield counter(
+                "k2_gaps_filled_live",
+                "Gaps another connection set's trades closed before REST was needed.",
+                seq.gaps_filled_live,
+            )
             yield counter("k2_gaps_backfilled", "Gaps closed by REST backfill.", seq.gaps_backfilled)
             yield counter("k2_gap_trades_backfilled", "Trades recovered by REST backfill.", seq.trades_backfilled)
             yield counter("k2_gap_trades_absent", "Trade ids REST showed never existed.", seq.trades_absent)
@@ -122,6 +133,33 @@ def _collector(pipeline: Pipeline) -> Collector:
             yield counter("k2_delivery_failures", "Records Kafka did not take (after retries).", failures)
             yield counter("k2_reconnects", "WebSocket reconnects after a drop or a silence.", conns.reconnects)
             yield counter("k2_rotations", "Planned WebSocket rotations (age, serverShutdown).", conns.rotations)
+            control = CounterMetricFamily(
+                "k2_stream_control_requests", "SUBSCRIBE/UNSUBSCRIBE messages sent.", labels=["method"]
+            )
+            control.add_metric(["SUBSCRIBE"], conns.subscribe_requests)
+            control.add_metric(["UNSUBSCRIBE"], conns.unsubscribe_requests)
+            yield control
+            yield counter(
+                "k2_stream_control_errors",
+                "Control messages answered with an error or not at all (asked again later).",
+                conns.control_errors,
+            )
+            universe = pipeline.universe
+            yield GaugeMetricFamily(
+                "k2_symbols_subscribed",
+                "Symbols streamed now (TRADING in exchangeInfo; --symbols ALL: every one, or those of --quote).",
+                value=len(universe.subscribed) if universe else len(pipeline.options.symbols),
+            )
+            changes = CounterMetricFamily(
+                "k2_symbol_changes",
+                "Symbols subscribed or unsubscribed while running, by why (exchangeInfo status, listed, delisted).",
+                labels=["change", "reason"],
+            )
+            counts = dict(universe.counts) if universe else {}
+            for change, reasons in REASONS.items():
+                for reason in reasons:
+                    changes.add_metric([change, reason], counts.get((change, reason), 0))
+            yield changes
             rest = pipeline.rest
             yield counter("k2_backfill_requests", "REST historicalTrades requests.", rest.requests_made if rest else 0)
             yield counter(

@@ -171,9 +171,7 @@ def run_connection(
                 stop.set()
             return False
 
-        connection = StreamConnection(
-            "ws://h/stream?streams=a@trade", on_frame, stop, AttemptLimiter(), ConnectionStats(), **options
-        )
+        connection = StreamConnection("ws://h", ["A"], on_frame, stop, AttemptLimiter(), ConnectionStats(), **options)
         await asyncio.wait_for(connection.run(), 30)
         return connection
 
