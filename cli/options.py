@@ -100,6 +100,63 @@ def symbols_option(help: str, **kwargs: Any) -> Any:
     return click.option("--symbols", type=SYMBOLS, help=help + " Comma-separated, e.g. BTCUSDT,ETHUSDT.", **kwargs)
 
 
+def live_symbols_option(help: str, **kwargs: Any) -> Any:
+    """``--symbols`` of the live producer, which also takes ALL (every TRADING symbol)."""
+    return symbols_option(help + " ALL: every TRADING symbol of exchangeInfo (see --quote).", **kwargs)
+
+
+ALL_SYMBOLS = "ALL"  # `--symbols ALL`: the whole market (the producer's k2.producer.universe.ALL)
+
+
+def market_mode(symbols: list[str] | None, quotes: list[str], replay: bool) -> bool:
+    """True for ``--symbols ALL``; a usage error for ALL among other symbols, ALL with --replay, or --quote
+    without ALL."""
+    everything = bool(symbols) and ALL_SYMBOLS in (symbols or [])
+    if everything and len(symbols or []) > 1:
+        raise click.UsageError("--symbols ALL stands alone: the whole market, or a list of symbols, not both")
+    if everything and replay:
+        raise click.UsageError("--symbols ALL streams live Binance symbols: it cannot be used with --replay")
+    if quotes and not everything:
+        raise click.UsageError("--quote filters --symbols ALL; with a list of symbols, name only those you want")
+    return everything
+
+
+def _quotes(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str]:
+    from k2.producer.exchange import is_symbol, normalize_symbol
+
+    quotes = [normalize_symbol(q) for q in (value or "").split(",") if q.strip()]
+    bad = [q for q in quotes if not is_symbol(q)]
+    if bad or (value is not None and not quotes):
+        raise click.BadParameter(f"not a quote asset: {', '.join(bad) or '(none given)'} (e.g. USDT,FDUSD)")
+    return list(dict.fromkeys(quotes))
+
+
+def producer_market_options(command: Any) -> Any:
+    """``--quote``, ``--symbols-refresh`` and ``--redundancy`` of the live producer (`k2 produce`, `k2 run`)."""
+    command = click.option(
+        "--redundancy",
+        type=click.IntRange(1, 3),
+        default=1,
+        show_default=True,
+        help="Independent connection sets carrying every stream (2: a dropped connection costs no gap and no "
+        "REST request; each trade is still sent once).",
+    )(command)
+    command = click.option(
+        "--symbols-refresh",
+        type=DURATION,
+        default="5m",
+        show_default=True,
+        help="Read /api/v3/exchangeInfo again this often: new TRADING symbols are subscribed, symbols that "
+        "stop trading (BREAK, HALT, ...) or disappear are unsubscribed; 0s: never.",
+    )(command)
+    return click.option(
+        "--quote",
+        metavar="ASSET[,ASSET...]",
+        callback=_quotes,
+        help="With --symbols ALL: only symbols quoted in these assets (exchangeInfo quoteAsset), e.g. USDT,FDUSD.",
+    )(command)
+
+
 def producer_metrics_options(command: Any) -> Any:
     """``--metrics-port`` and ``--metrics-host`` of the producer (`k2 produce`, `k2 run`)."""
     command = click.option(

@@ -10,13 +10,21 @@ from pathlib import Path
 
 import click
 
-from .options import DURATION, POSITIVE_DURATION, producer_metrics_options, symbols_option
+from .options import (
+    DURATION,
+    POSITIVE_DURATION,
+    live_symbols_option,
+    market_mode,
+    producer_market_options,
+    producer_metrics_options,
+    symbols_option,
+)
 from .output import Progress, emit_record, format_option
 from .settings import Settings
 
 
 @click.command()
-@symbols_option("Binance symbols to stream (live mode).")
+@live_symbols_option("Binance symbols to stream (live mode).")
 @click.option("--ws-url", default="wss://stream.binance.com:9443", show_default=True, help="WebSocket base URL.")
 @click.option(
     "--rest-url",
@@ -65,11 +73,13 @@ from .settings import Settings
     show_default=True,
     help="Reconnect a connection that delivered no frame for this long (missed trades are backfilled).",
 )
+@producer_market_options
 @producer_metrics_options
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Check the topics, the schema, the symbols (live) or the replay's frames; send nothing.",
+    help="Check the topics, the schema, the symbols (live; with ALL: how many would stream) or the replay's "
+    "frames; send nothing.",
 )
 @format_option()
 @click.pass_obj
@@ -87,6 +97,9 @@ def produce(
     from_latest: bool,
     resume_budget: int,
     silence_timeout: float,
+    quote: list[str],
+    symbols_refresh: float,
+    redundancy: int,
     metrics_port: int,
     metrics_host: str,
     dry_run: bool,
@@ -103,6 +116,12 @@ def produce(
     for --silence-timeout is reopened. Durations are written 90s, 10m, 24h or 7d. SIGINT/SIGTERM flush
     everything in flight before exit.
 
+    --symbols ALL streams every TRADING symbol (--quote keeps those quoted in the given assets).
+    exchangeInfo is read again every --symbols-refresh: new listings are subscribed on open connections
+    (their trades since listing backfilled), symbols that stop trading or disappear are unsubscribed,
+    and the summary's symbols_added / symbols_removed say which and why. --redundancy 2 carries every
+    stream on two connection sets, so one dropped connection needs no backfill.
+
     \b
     Examples:
       k2 produce --symbols BTCUSDT,ETHUSDT,BNBUSDT
@@ -110,19 +129,24 @@ def produce(
       k2 produce --symbols BTCUSDT --ws-url ws://127.0.0.1:9443 --rest-url http://127.0.0.1:9443 --duration 1m
       k2 produce --symbols BTCUSDT,ETHUSDT --from-latest
       k2 produce --replay my-frames.jsonl --dry-run       # checks only; sends nothing
+      k2 produce --symbols ALL --quote USDT,FDUSD --dry-run   # how many symbols would stream
+      k2 produce --symbols ALL --symbols-refresh 2m --redundancy 2
     """
     from k2.producer.app import BINANCE_REST_URL, ProduceOptions, preflight, run_live, run_replay
     from k2.schemas.contract import load_topics
 
     declared = load_topics()
     if not replay and not symbols:
-        raise click.UsageError("give --symbols BTCUSDT,ETHUSDT for live trades, or --replay FILE")
+        raise click.UsageError("give --symbols BTCUSDT,ETHUSDT (or ALL) for live trades, or --replay FILE")
+    everything = market_mode(symbols, quote, replay is not None)
+    if replay and redundancy > 1:
+        raise click.UsageError("--redundancy duplicates live connections: it cannot be used with --replay")
     options = ProduceOptions(
         bootstrap_servers=settings.bootstrap_servers,
         registry_url=settings.registry_url,
         topic=topic or declared["trades"].name,
         dlq_topic=dlq_topic or declared["trades-dlq"].name,
-        symbols=symbols or [],
+        symbols=[] if everything else symbols or [],
         ws_url=ws_url,
         rest_url=rest_url if (rest_url or replay) else BINANCE_REST_URL,
         replay=replay,
@@ -134,6 +158,10 @@ def produce(
         silence_timeout=silence_timeout,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        all_symbols=everything,
+        quotes=quote,
+        symbols_refresh=symbols_refresh,
+        redundancy=redundancy,
     )
     if dry_run:
         emit_record(preflight(options), fmt)

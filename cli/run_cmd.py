@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from .options import DURATION, POSITIVE_DURATION, producer_metrics_options, symbols_option
+from .options import (
+    DURATION,
+    POSITIVE_DURATION,
+    live_symbols_option,
+    market_mode,
+    producer_market_options,
+    producer_metrics_options,
+)
 from .output import Progress, emit, emit_record, format_option, redact
 from .settings import Settings, reachable, uses_local_stack
 
@@ -56,7 +63,7 @@ def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bo
 
 
 @click.command(name="run")
-@symbols_option("Symbols to stream live.", default=DEFAULT_SYMBOLS, show_default=True)
+@live_symbols_option("Symbols to stream live.", default=DEFAULT_SYMBOLS, show_default=True)
 @click.option(
     "--replay",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -78,6 +85,7 @@ def _services(settings: Settings, timeout: float, dry_run: bool, fmt: str) -> bo
     "--duration", type=POSITIVE_DURATION, help="Stop producing after this long, e.g. 10m.  [live: until Ctrl-C]"
 )
 @click.option("--timeout", type=DURATION, default="300s", show_default=True, help="How long to wait for each stage.")
+@producer_market_options
 @producer_metrics_options
 @click.option(
     "--dry-run",
@@ -94,6 +102,9 @@ def run(
     rate: float,
     duration: float | None,
     timeout: float,
+    quote: list[str],
+    symbols_refresh: float,
+    redundancy: int,
     metrics_port: int,
     metrics_host: str,
     dry_run: bool,
@@ -113,6 +124,7 @@ def run(
       k2 run --standin                      # offline, the bundled 3-minute sample
       k2 run --replay my-frames.jsonl
       k2 run --symbols BTCUSDT,ETHUSDT --duration 5m      # live Binance
+      k2 run --symbols ALL --quote USDT --symbols-refresh 5m --redundancy 2   # the USDT market, live
       k2 run --dry-run                      # what each step would change
       K2_BOOTSTRAP_SERVERS=kafka.example:9092 K2_REGISTRY_URL=http://registry.example:8081 \\
         K2_CONNECT_URL=http://connect.example:8083 K2_CATALOG_URI=http://catalog.example:8181 k2 run --standin
@@ -123,6 +135,7 @@ def run(
     from . import connect_cmd, ksql_cmd, schemas_cmd, tables_cmd, topics_cmd
 
     settings: Settings = ctx.obj
+    everything = market_mode(symbols, quote, replay is not None)
     progress = Progress()
     _step("Services")
     if not _services(settings, timeout, dry_run, fmt):
@@ -156,13 +169,17 @@ def run(
         registry_url=settings.registry_url,
         topic=topics["trades"].name,
         dlq_topic=topics["trades-dlq"].name,
-        symbols=symbols,
+        symbols=[] if everything else symbols,
         duration=duration,
         # Live: pick up after the last trade in Kafka. The stand-in's sample gets fresh ids every run,
         # so there is nothing to resume from.
         resume=not standin,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        all_symbols=everything,
+        quotes=quote,
+        symbols_refresh=symbols_refresh,
+        redundancy=redundancy,
     )
     status = progress if progress.enabled else None
     started_ms = int(time.time() * 1000)
@@ -181,7 +198,8 @@ def run(
         script = Script(disconnect_at={len(events) // 2}, refuse_after_disconnect_s=1.0)
         with BinanceStandIn(events, rate=rate, script=script, loop_tape=True) as server:
             options.ws_url, options.rest_url = server.ws_url, server.rest_url
-            options.symbols = sorted({str(e["s"]) for e in events})
+            if not everything:  # with ALL the stand-in's exchangeInfo names the sample's symbols
+                options.symbols = sorted({str(e["s"]) for e in events})
             options.max_messages = len(events)
             options.duration = options.duration or len(events) / rate + 120  # a bound, never a hang
             summary = run_live(options, status)
@@ -190,10 +208,13 @@ def run(
         options.replay, options.rest_url = replay, None
         summary = run_replay(options, status)
     else:
-        _step(f"Producing: live Binance trades for {', '.join(options.symbols)} (Ctrl-C to stop)")
+        named = "every TRADING symbol" if everything else ", ".join(options.symbols)
+        _step(f"Producing: live Binance trades for {named} (Ctrl-C to stop)")
         summary = run_live(options, status)
     progress("")
-    shown = ("trades_acknowledged", "duplicates_dropped", "gaps_backfilled", "gaps_unrecovered", "dead_lettered")
+    shown = ["trades_acknowledged", "duplicates_dropped", "gaps_backfilled", "gaps_unrecovered", "dead_lettered"]
+    if everything:
+        shown += ["symbols_subscribed", "symbols_added", "symbols_removed"]
     emit_record({k: getattr(summary, k) for k in shown}, fmt)
 
     _step("Waiting for the Iceberg sink's commit")
@@ -225,7 +246,9 @@ def run(
         "order by trade_time desc, trade_id desc limit 5"
     )
     emit(newest.to_pylist(), fmt, newest.column_names)
-    for symbol in sorted(options.symbols):
+    # With ALL, candles of the symbols of the newest trades, not of every symbol of the market.
+    candle_symbols = options.symbols or sorted({str(row["symbol"]) for row in newest.to_pylist()})
+    for symbol in sorted(candle_symbols):
         _step(f"1-minute candles for {symbol} (newest 3)")
         rows_c: list[dict[str, Any]] = candles(lake, symbol, "1m", "1970-01-01T00:00:00Z", "9999-12-31T00:00:00Z")
         columns = ("interval_start", "open", "high", "low", "close", "volume", "vwap", "trade_count")
