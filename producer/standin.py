@@ -35,6 +35,8 @@ REST (same port, ``rest_url``):
 * ``GET /api/v3/historicalTrades?symbol=&fromId=&limit=`` over the trades already broadcast (rest-api.md
   § Old trade lookup), optionally only those broadcast ``rest_lag_s`` ago; ``fromId`` naming an id that
   never existed starts at the next id that did (build such tapes with ``with_missing_ids``);
+* ``GET /api/v3/aggTrades?symbol=&fromId=&startTime=&endTime=&limit=`` (§ Compressed/Aggregate trades
+  list) over the same trades, each its own aggregate; times are when the stand-in broadcast a trade;
 * ``GET /api/v3/exchangeInfo`` with ``symbol=``, ``symbols=[...]``, ``symbolStatus=`` (§ Exchange
   information), as the market stands at the current tape position, ``/api/v3/ping`` and
   ``/api/v3/time`` (§ Test connectivity, § Check server time);
@@ -92,7 +94,9 @@ ENDPOINT_WEIGHTS = {
     "/api/v3/time": 1,
     "/api/v3/exchangeInfo": 20,
     "/api/v3/historicalTrades": 25,
+    "/api/v3/aggTrades": 4,  # rest-api.md § Compressed/Aggregate trades list
 }
+AGG_TRADES_MAX_SPAN_MS = 3_600_000  # startTime and endTime at most an hour apart (same section)
 WEIGHT_WINDOW_S = 60.0  # enums.md § Rate limiters: REQUEST_WEIGHT, interval MINUTE, intervalNum 1
 # rest-api.md § IP Limits: bans "scale in duration for repeat offenders, from 2 minutes to 3 days".
 FIRST_BAN_S = 120.0
@@ -334,6 +338,7 @@ class BinanceStandIn:
             self._append(event)
         self.position = 0  # frames broadcast so far
         self._sent_at: list[float] = []  # time.monotonic() each frame was broadcast, by position
+        self._sent_ms: list[int] = []  # and epoch milliseconds (aggTrades' startTime/endTime)
         self._clients: dict[ServerConnection, _Client] = {}
         self._started = asyncio.Event()
         self._repeat_on_reconnect: list[TapeFrame] = []
@@ -548,6 +553,8 @@ class BinanceStandIn:
             if paced is not None:
                 return paced
             status, body = self._historical_trades(query)
+        elif parts.path == "/api/v3/aggTrades":
+            status, body = self._agg_trades(query)
         elif parts.path == "/api/v3/exchangeInfo":
             status, body = self._exchange_info(query)
         elif parts.path == "/api/v3/time":
@@ -613,6 +620,59 @@ class BinanceStandIn:
                 "isBestMatch": t.get("M", True),
             }
             for t in chosen
+        ]
+
+    def _visible_positions(self, symbol: str) -> list[int]:
+        """Tape positions of ``symbol``'s trades that REST can see now (see ``rest_lag_s``)."""
+        visible = self.position
+        if self.rest_lag_s > 0:
+            visible = bisect_right(self._sent_at, time.monotonic() - self.rest_lag_s)
+        positions = self._positions.get(symbol, [])
+        return positions[: bisect_right(positions, visible - 1)]
+
+    def _agg_trades(self, query: dict[str, list[str]]) -> tuple[HTTPStatus, Any]:
+        """rest-api.md § Compressed/Aggregate trades list: ``fromId``, ``startTime``/``endTime`` (at most an
+        hour apart), ``limit`` (default 500, max 1000); neither: the most recent.
+
+        Binance aggregates the fills of one taker order at one price; a tape has no orders, so each trade
+        is its own aggregate (``a`` = ``f`` = ``l`` = its id). Times select by when the stand-in broadcast a
+        trade, its analogue of Binance's trade time (a tape's own ``T`` is from whenever it was recorded).
+        """
+        symbol, error = self._symbol_param(query, "symbol")
+        if error is not None or symbol is None:
+            return HTTPStatus.BAD_REQUEST, error
+        try:
+            limit = max(1, min(int((query.get("limit") or ["500"])[0]), 1000))
+            from_id, start, end = (
+                int(query[k][0]) if query.get(k) else None for k in ("fromId", "startTime", "endTime")
+            )
+        except ValueError:
+            return HTTPStatus.BAD_REQUEST, _error(-1100, "Illegal characters found in a parameter.")
+        if start is not None and end is not None and end - start > AGG_TRADES_MAX_SPAN_MS:
+            return HTTPStatus.BAD_REQUEST, _error(-1127, "More than 1 hours between startTime and endTime.")
+        if self.status(symbol) is None:
+            return HTTPStatus.BAD_REQUEST, _error(-1121, "Invalid symbol.")
+        positions = self._visible_positions(symbol)
+        if from_id is not None:
+            chosen = [p for p in positions if int(self.tape[p].trade["t"]) >= from_id][:limit]  # type: ignore[index]
+        elif start is not None or end is not None:
+            low, high = start if start is not None else 0, end if end is not None else 2**63
+            chosen = [p for p in positions if low <= self._sent_ms[p] <= high][:limit]
+        else:
+            chosen = positions[-limit:]
+        trades = [t for t in (self.tape[p].trade for p in chosen) if t is not None]
+        return HTTPStatus.OK, [
+            {
+                "a": t["t"],
+                "p": t["p"],
+                "q": t["q"],
+                "f": t["t"],
+                "l": t["t"],
+                "T": t["T"],
+                "m": t["m"],
+                "M": t.get("M", True),
+            }
+            for t in trades
         ]
 
     def _exchange_info(self, query: dict[str, list[str]]) -> tuple[HTTPStatus, Any]:
@@ -890,6 +950,7 @@ class BinanceStandIn:
             if not frame.void:
                 await self._broadcast(frame)
             self._sent_at.append(time.monotonic())
+            self._sent_ms.append(int(time.time() * 1000))
             self.position += 1
             for raw in self.script.bad_frames.get(index, []):
                 await self._broadcast(TapeFrame(None, raw))

@@ -410,3 +410,32 @@ def test_a_symbol_in_break_trades_no_more_and_a_delisted_one_leaves_exchange_inf
     assert delisted.status_code == 400 and delisted.json()["code"] == -1121
     with pytest.raises(ValueError, match="PAUSED"):
         BinanceStandIn(events, script=Script(status_changes={5: {"BTCUSDT": "PAUSED"}}))
+
+
+def test_agg_trades_by_id_and_by_the_time_each_trade_was_broadcast() -> None:
+    events = trades(count=300)
+    with BinanceStandIn(events, rate=300) as server:
+        before = int(time.time() * 1000)
+        play_all(server)
+        fresh_window(server, unless_left=1.0)
+        btc = [e for e in events if e["s"] == "BTCUSDT"]
+        by_id = get(server, "aggTrades", symbol="BTCUSDT", fromId=btc[10]["t"], limit=3)
+        by_time = get(server, "aggTrades", symbol="BTCUSDT", startTime=before, limit=2).json()
+        latest = get(server, "aggTrades", symbol="BTCUSDT", limit=1).json()
+        none_since = get(server, "aggTrades", symbol="BTCUSDT", startTime=int(time.time() * 1000) + 1000).json()
+        too_long = get(server, "aggTrades", symbol="BTCUSDT", startTime=0, endTime=3_600_001)
+    assert [(a["a"], a["f"], a["l"]) for a in by_id.json()] == [(e["t"], e["t"], e["t"]) for e in btc[10:13]]
+    assert by_id.json()[0] == {
+        "a": btc[10]["t"],
+        "p": btc[10]["p"],
+        "q": btc[10]["q"],
+        "f": btc[10]["t"],
+        "l": btc[10]["t"],
+        "T": btc[10]["T"],
+        "m": btc[10]["m"],
+        "M": True,
+    }
+    assert by_id.headers["X-MBX-USED-WEIGHT-1M"] == "4", "aggTrades weighs 4"
+    assert [a["f"] for a in by_time] == [e["t"] for e in btc[:2]] and latest[0]["f"] == btc[-1]["t"]
+    assert none_since == []
+    assert too_long.status_code == 400 and too_long.json()["code"] == -1127
