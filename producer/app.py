@@ -28,14 +28,14 @@ from .subscriptions import pack
 from .universe import (
     ADDED,
     EXCHANGE_INFO_WEIGHT,
-    LISTED,
     REMOVED,
     SYMBOLS_REFRESH_S,
     ExchangeInfoError,
     Listing,
+    Market,
     SymbolChange,
     SymbolUniverse,
-    fetch_listings,
+    fetch_market,
 )
 from .websocket import (
     MAX_URL_LENGTH,
@@ -377,16 +377,16 @@ def starting_symbols(options: ProduceOptions) -> tuple[SymbolUniverse, list[str]
         universe = SymbolUniverse(options.symbols)
         statuses = check_symbols(options.rest_url, options.symbols) if options.rest_url else {}
         listings = {s: Listing(statuses.get(s, TRADING), "") for s in options.symbols}
-        return universe, universe.start(listings, options.symbols)
+        return universe, universe.start(Market(listings), options.symbols)
     if not options.rest_url:
         raise ProducerError("--symbols ALL reads the symbols from /api/v3/exchangeInfo: give --rest-url")
     universe = SymbolUniverse(None, options.quotes)
-    listings = fetch_listings(options.rest_url)
-    symbols = universe.start(listings)
+    market = fetch_market(options.rest_url)
+    symbols = universe.start(market)
     if not symbols:
         quoted = f" quoted in {','.join(options.quotes)}" if options.quotes else ""
         raise ProducerError(
-            f"no TRADING symbol{quoted} among the {len(listings)} that {options.rest_url} lists: check --quote"
+            f"no TRADING symbol{quoted} among the {len(market.listings)} that {options.rest_url} lists: check --quote"
         )
     return universe, symbols
 
@@ -454,11 +454,11 @@ def run_live(options: ProduceOptions, status: Callable[[str], None] | None = Non
 
 @dataclass
 class _Refresh:
-    """A newer exchangeInfo, what it changes, and where re-added symbols stopped in the topic."""
+    """A newer exchangeInfo, what it changes, and where each symbol added for the first time starts."""
 
-    listings: dict[str, Listing]
+    market: Market
     changes: list[SymbolChange]
-    resume_ids: dict[str, int]
+    start_after: dict[str, int]  # symbol -> the id after which its trades are to be sent
 
 
 def _read_refresh(pipeline: Pipeline, options: ProduceOptions, known: set[str]) -> _Refresh:
@@ -466,25 +466,38 @@ def _read_refresh(pipeline: Pipeline, options: ProduceOptions, known: set[str]) 
 
     The request takes its weight (20) from the same budget as the backfill, so no refresh period can push
     the producer past Binance's limit; a 429/418/403 pauses the backfill too (rest-api.md § LIMITS).
-    A symbol back to TRADING that this run never streamed continues after its last trade in the topic,
-    as at start (unless --from-latest).
+
+    A symbol added that this run has not streamed (a listing, or one back to TRADING) continues after its
+    last trade in the topic, as at start (unless --from-latest); failing that, it starts at its first
+    trade since the previous exchangeInfo, when it was not TRADING: so a listing's trades made before
+    it was subscribed are backfilled, and a symbol listed again never re-sends its older history.
     """
     universe = pipeline.universe
     assert universe is not None and options.rest_url is not None
     if pipeline.rest is not None:
         pipeline.rest.budget.wait(weight=EXCHANGE_INFO_WEIGHT)
     try:
-        listings = fetch_listings(options.rest_url, timeout=10.0)
+        market = fetch_market(options.rest_url, timeout=10.0)
     except ExchangeInfoError as exc:
         if exc.retry_after and pipeline.rest is not None:
             pipeline.rest.budget.pause(exc.retry_after, str(exc))
         raise
-    changes = universe.plan(listings)
-    back = [c.symbol for c in changes if c.change == ADDED and c.reason != LISTED and c.symbol not in known]
-    resume_ids = {}
-    if options.resume and back:
-        resume_ids = last_trade_ids(options.bootstrap_servers, options.topic, back, options.resume_budget)
-    return _Refresh(listings, changes, resume_ids)
+    changes = universe.plan(market.listings)
+    new = [c.symbol for c in changes if c.change == ADDED and c.symbol not in known]
+    start_after: dict[str, int] = {}
+    if options.resume and new:
+        start_after = last_trade_ids(options.bootstrap_servers, options.topic, new, options.resume_budget)
+    since = universe.server_time_ms
+    for symbol in new:
+        if symbol in start_after or since is None or pipeline.rest is None:
+            continue
+        try:
+            start_after[symbol] = pipeline.rest.first_id_since(symbol, since) - 1
+        except BackfillError as exc:
+            log.warning(
+                "%s starts at its first live trade: its first trade since it was added is unknown (%s)", symbol, exc
+            )
+    return _Refresh(market, changes, start_after)
 
 
 def _apply_refresh(pipeline: Pipeline, fleet: ConnectionSets, refresh: _Refresh) -> list[StreamConnection]:
@@ -492,15 +505,13 @@ def _apply_refresh(pipeline: Pipeline, fleet: ConnectionSets, refresh: _Refresh)
     returns the connections opened for new symbols, to be run."""
     universe = pipeline.universe
     assert universe is not None
-    universe.apply(refresh.listings, refresh.changes)
+    universe.apply(refresh.market, refresh.changes)
     added = [c.symbol for c in refresh.changes if c.change == ADDED]
     removed = [c.symbol for c in refresh.changes if c.change == REMOVED]
-    # A listing's trades made before we subscribed are backfilled from its first: the first live trade
-    # opens a gap from id 0, and REST's answer to fromId=0 starts at the first id that exists (the ids
-    # below it never existed, counted as absent). A symbol removed (BREAK: no market data, enums.md
-    # § Symbol status) keeps its sequencer state: trades held behind its gap are still backfilled.
-    listed = {c.symbol: -1 for c in refresh.changes if c.change == ADDED and c.reason == LISTED}
-    pipeline.sequencer.resume_from(refresh.resume_ids | listed)
+    # The first live trade of an added symbol opens a gap from where it starts: what it traded before
+    # its subscription is backfilled. A symbol removed (BREAK: no market data, enums.md § Symbol status)
+    # keeps its sequencer state: trades held behind its gap are still backfilled or released.
+    pipeline.sequencer.resume_from(refresh.start_after)
     if refresh.changes:
         shown = ", ".join(str(c) for c in refresh.changes[:10])
         more = f" and {len(refresh.changes) - 10} more" if len(refresh.changes) > 10 else ""

@@ -23,6 +23,7 @@ from .exceptions import BackfillError
 
 PAGE_LIMIT = 1000  # Binance's maximum for historicalTrades
 HISTORICAL_TRADES_WEIGHT = 25
+AGG_TRADES_WEIGHT = 4  # rest-api.md § Compressed/Aggregate trades list
 WEIGHT_PER_MINUTE = 6000
 WAF_PAUSE_S = 60.0  # a 403 carries no Retry-After: wait a minute
 
@@ -114,13 +115,32 @@ class RestClient:
     def historical_trades(
         self, symbol: str, from_id: int, limit: int = PAGE_LIMIT, deadline: float | None = None
     ) -> list[dict[str, Any]]:
-        self.budget.wait(deadline)
-        url = f"{self.rest_url}/api/v3/historicalTrades"
+        params = {"symbol": symbol, "fromId": str(from_id), "limit": str(limit)}
+        return self._get("/api/v3/historicalTrades", params, HISTORICAL_TRADES_WEIGHT, deadline)
+
+    def first_id_since(self, symbol: str, since_ms: int) -> int:
+        """The id of ``symbol``'s first trade at or after ``since_ms`` (Binance's clock); with none since,
+        the id after its latest trade; 0 for a symbol that never traded.
+
+        ``aggTrades?startTime=`` (rest-api.md § Compressed/Aggregate trades list, weight 4) finds trades
+        by time, which historicalTrades cannot; an aggregate's ``f`` is the first trade id it holds.
+        """
+        params = {"symbol": symbol, "startTime": str(since_ms), "limit": "1"}
+        first = self._get("/api/v3/aggTrades", params, AGG_TRADES_WEIGHT)
+        try:
+            if first:
+                return int(first[0]["f"])
+            latest = self._get("/api/v3/historicalTrades", {"symbol": symbol, "limit": "1"}, HISTORICAL_TRADES_WEIGHT)
+            return int(latest[-1]["id"]) + 1 if latest else 0
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackfillError(f"no trade id in the answer about {symbol}'s trades since {since_ms}") from exc
+
+    def _get(self, path: str, params: dict[str, str], weight: int, deadline: float | None = None) -> list[Any]:
+        self.budget.wait(deadline, weight=None if weight == self.budget.weight else weight)
+        url = f"{self.rest_url}{path}"
         self.requests_made += 1
         try:
-            response = self.session.get(
-                url, params={"symbol": symbol, "fromId": str(from_id), "limit": str(limit)}, timeout=self.timeout
-            )
+            response = self.session.get(url, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
             self.errors += 1
             raise BackfillError(f"{url} unreachable: {type(exc).__name__}") from exc

@@ -96,7 +96,9 @@ def assign(loads: list[int], count: int, per_connection: int = MAX_STREAMS_PER_C
 
 
 class ControlPacer:
-    """Spaces one connection's control messages at least ``interval`` seconds apart (see CONTROL_INTERVAL_S)."""
+    """Spaces one connection's control messages at least ``interval`` seconds apart (see CONTROL_INTERVAL_S),
+    measured from when each was actually sent: a message delayed (a busy event loop) never lets the next
+    one follow it closely."""
 
     def __init__(self, interval: float = CONTROL_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
@@ -107,15 +109,11 @@ class ControlPacer:
         """Seconds until the next control message may go."""
         return max(0.0, self._next - self._clock())
 
-    def take(self) -> float:
-        """Book the next slot; returns how long to wait for it."""
-        now = self._clock()
-        slot = max(now, self._next)
-        self._next = slot + self.interval
-        return slot - now
+    def sent(self) -> None:
+        """A control message went now."""
+        self._next = self._clock() + self.interval
 
     async def wait(self) -> None:
-        """Wait for the next slot and book it."""
-        delay = self.take()
-        if delay > 0:
+        """Wait until the next control message may go."""
+        while (delay := self.delay()) > 0:
             await asyncio.sleep(delay)

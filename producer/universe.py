@@ -47,6 +47,14 @@ class Listing:
 
 
 @dataclass(frozen=True)
+class Market:
+    """One exchangeInfo answer: every symbol, and Binance's clock when it answered (``serverTime``, ms)."""
+
+    listings: dict[str, Listing]
+    server_time_ms: int | None = None
+
+
+@dataclass(frozen=True)
 class SymbolChange:
     symbol: str
     change: str  # ADDED or REMOVED
@@ -64,8 +72,8 @@ class ExchangeInfoError(ProducerError):
         self.retry_after = retry_after
 
 
-def fetch_listings(rest_url: str, timeout: float = 30.0, session: Any = None) -> dict[str, Listing]:
-    """Every symbol of ``GET /api/v3/exchangeInfo`` with its status and quote asset."""
+def fetch_market(rest_url: str, timeout: float = 30.0, session: Any = None) -> Market:
+    """Every symbol of ``GET /api/v3/exchangeInfo`` with its status and quote asset, and ``serverTime``."""
     url = f"{rest_url.rstrip('/')}/api/v3/exchangeInfo"
     getter = session or requests
     try:
@@ -91,7 +99,8 @@ def fetch_listings(rest_url: str, timeout: float = 30.0, session: Any = None) ->
     if not listings:
         # An empty market is an outage or a broken answer, never a reason to unsubscribe everything.
         raise ExchangeInfoError(f"{url} listed no symbols")
-    return listings
+    server_time = body.get("serverTime") if isinstance(body, dict) else None
+    return Market(listings, server_time if type(server_time) is int else None)
 
 
 def removal_reason(listing: Listing | None) -> str:
@@ -111,6 +120,9 @@ class SymbolUniverse:
         self.explicit = list(explicit) if explicit is not None else None
         self.quotes = frozenset(quotes)
         self.listings: dict[str, Listing] = {}
+        # Binance's clock at the exchangeInfo the list was last brought in line with: a symbol added at
+        # the next refresh was not TRADING then, so all its trades since are at or after this moment.
+        self.server_time_ms: int | None = None
         self.subscribed: dict[str, None] = {}  # in subscription order
         self.changes: list[SymbolChange] = []
         self.counts: Counter[tuple[str, str]] = Counter()
@@ -125,10 +137,11 @@ class SymbolUniverse:
             if listing.status == TRADING and (not self.quotes or listing.quote in self.quotes)
         ]
 
-    def start(self, listings: dict[str, Listing], symbols: list[str] | None = None) -> list[str]:
+    def start(self, market: Market, symbols: list[str] | None = None) -> list[str]:
         """The first exchangeInfo (or, for a checked ``--symbols`` list, ``symbols``): what to stream."""
-        self.listings = dict(listings)
-        self.subscribed = dict.fromkeys(symbols if symbols is not None else self.wanted(listings))
+        self.listings = dict(market.listings)
+        self.server_time_ms = market.server_time_ms
+        self.subscribed = dict.fromkeys(symbols if symbols is not None else self.wanted(market.listings))
         return list(self.subscribed)
 
     def plan(self, listings: dict[str, Listing]) -> list[SymbolChange]:
@@ -147,9 +160,10 @@ class SymbolUniverse:
         ]
         return changes
 
-    def apply(self, listings: dict[str, Listing], changes: list[SymbolChange]) -> None:
+    def apply(self, market: Market, changes: list[SymbolChange]) -> None:
         """Take a newer exchangeInfo and the changes planned from it."""
-        self.listings = dict(listings)
+        self.listings = dict(market.listings)
+        self.server_time_ms = market.server_time_ms
         for item in changes:
             if item.change == ADDED:
                 self.subscribed[item.symbol] = None

@@ -336,6 +336,7 @@ class StreamConnection:
             else:
                 self.stats.unsubscribe_requests += 1
             message = {"method": request.method, "params": [stream_name(s) for s in request.symbols]}
+            link.pacer.sent()
             try:
                 await link.ws.send(orjson.dumps({**message, "id": request.request_id}).decode())
             except websockets.ConnectionClosed:

@@ -118,6 +118,8 @@ def test_the_whole_market_follows_a_listing_and_a_break_and_a_restart_resumes_it
     assert first["gaps_unrecovered"] == 0 and first["lost_ranges"] == [], "nothing after BREAK is reported lost"
     assert "UNRECOVERED" not in first_err and "never received" not in first_err
     assert ("SUBSCRIBE", [stream_name("NEWUSDT")]) in server.control_requests
+    # Where NEWUSDT starts was asked by time (its first trade since the exchangeInfo that did not list it).
+    assert server.requests_by_endpoint["/api/v3/aggTrades"] == 1
     assert server.incoming_limit_disconnects == 0, "control messages stayed within 5 a second"
     assert metrics['k2_symbol_changes_total{change="added",reason="listed"}'] == 1
     assert metrics['k2_symbol_changes_total{change="removed",reason="BREAK"}'] == 1

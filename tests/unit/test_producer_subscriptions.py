@@ -35,9 +35,10 @@ from k2.producer.universe import (
     REMOVED,
     ExchangeInfoError,
     Listing,
+    Market,
     SymbolChange,
     SymbolUniverse,
-    fetch_listings,
+    fetch_market,
 )
 from k2.producer.websocket import AttemptLimiter, ConnectionStats, StreamConnection
 
@@ -74,7 +75,10 @@ def test_control_messages_with_our_pings_and_pongs_never_pass_5_a_second(seed: i
     for moment in sorted(rng.uniform(0, 600) for _ in range(60)):
         clock.now = max(clock.now, moment)
         for _ in range(rng.randint(1, 8)):
-            sent.append(clock.now + pacer.take())
+            clock.now += pacer.delay()
+            clock.now += rng.choice([0.0, 0.0, 0.3, 1.7])  # the event loop was busy: the message went late
+            sent.append(clock.now)
+            pacer.sent()
     assert all(b - a >= CONTROL_INTERVAL_S - 1e-9 for a, b in zip(sent, sent[1:], strict=False))
     # Besides control messages a connection sends its own pings (every 30 s) and a pong to each of
     # Binance's pings (every 20 s), at phases of their own.
@@ -117,10 +121,10 @@ TWO_FIT = len(opening_url("ws://127.0.0.1:65535", SYMBOLS[:2])[0])  # a URL nami
 
 
 def test_streams_past_the_url_are_subscribed_paced_and_binance_never_disconnects() -> None:
-    # Binance pings every 20 s and we every 30 s; here both every second, 20-30 times as often.
-    with BinanceStandIn(events_for(SYMBOLS), rate=40, ping_interval=1.0) as server:
+    # Binance pings every 20 s and we every 30 s; here both every 2 s, 10-15 times as often.
+    with BinanceStandIn(events_for(SYMBOLS), rate=40, ping_interval=2.0) as server:
         seen: list[str] = []
-        connection = connection_to(server, SYMBOLS, seen, max_url_length=TWO_FIT, control_batch=3, ping_interval=1.0)
+        connection = connection_to(server, SYMBOLS, seen, max_url_length=TWO_FIT, control_batch=3, ping_interval=2.0)
         assert opening_url(server.ws_url, SYMBOLS, TWO_FIT)[1] == SYMBOLS[2:]
         asyncio.run(run_until(connection, lambda: set(seen) == set(SYMBOLS)))
         subscribed = [names for method, names in server.control_requests if method == "SUBSCRIBE"]
@@ -302,10 +306,9 @@ def test_packing_is_the_stream_urls_split() -> None:
 
 
 # -- symbol changes and their reasons ---------------------------------------------------------------------
-def listings(**statuses: str) -> dict[str, Listing]:
-    return {
-        symbol: Listing(status, "FDUSD" if symbol.endswith("FDUSD") else "USDT") for symbol, status in statuses.items()
-    }
+def listings(**statuses: str) -> Market:
+    quote = {symbol: "FDUSD" if symbol.endswith("FDUSD") else "USDT" for symbol in statuses}
+    return Market({symbol: Listing(status, quote[symbol]) for symbol, status in statuses.items()})
 
 
 def test_changes_name_listings_status_changes_and_delistings() -> None:
@@ -313,7 +316,7 @@ def test_changes_name_listings_status_changes_and_delistings() -> None:
     first = listings(AAAUSDT="TRADING", BBBUSDT="TRADING", CCCUSDT="BREAK", DDDFDUSD="TRADING", EEEUSDT="TRADING")
     assert universe.start(first) == ["AAAUSDT", "BBBUSDT", "EEEUSDT"], "TRADING and quoted in USDT"
     later = listings(AAAUSDT="HALT", CCCUSDT="TRADING", DDDFDUSD="TRADING", EEEUSDT="END_OF_DAY", NEWUSDT="TRADING")
-    changes = universe.plan(later)
+    changes = universe.plan(later.listings)
     assert [str(c) for c in changes] == [
         "CCCUSDT (TRADING)",
         "NEWUSDT (listed)",
@@ -323,10 +326,11 @@ def test_changes_name_listings_status_changes_and_delistings() -> None:
     ]
     universe.apply(later, changes)
     assert list(universe.subscribed) == ["CCCUSDT", "NEWUSDT"]
-    after = dict(later, CCCUSDT=Listing("BREAK", "USDT"), NEWUSDT=Listing("CANCEL_ONLY", "USDT"))
+    after = dict(later.listings, CCCUSDT=Listing("BREAK", "USDT"), NEWUSDT=Listing("CANCEL_ONLY", "USDT"))
     after["AAAUSDT"] = Listing("TRADING", "USDT")
     after["XXXUSDT"] = Listing("PRE_TRADING", "USDT")  # a status Binance may add: not streamed
-    universe.apply(after, universe.plan(after))
+    universe.apply(Market(after, 42), universe.plan(after))
+    assert universe.server_time_ms == 42, "the clock of the exchangeInfo the list matches"
     assert universe.named(ADDED) == ["CCCUSDT (TRADING)", "NEWUSDT (listed)", "AAAUSDT (TRADING)"]
     assert universe.named(REMOVED)[-2:] == ["CCCUSDT (BREAK)", "NEWUSDT (CANCEL_ONLY)"]
     assert universe.counts[(ADDED, "TRADING")] == 2 and universe.counts[(REMOVED, "HALT")] == 1
@@ -337,10 +341,10 @@ def test_an_explicit_list_only_drops_and_takes_back_its_own_symbols() -> None:
     universe = SymbolUniverse(["AAAUSDT", "BBBUSDT"])
     universe.start(listings(AAAUSDT="TRADING", BBBUSDT="TRADING"), ["AAAUSDT", "BBBUSDT"])
     market = listings(AAAUSDT="BREAK", BBBUSDT="TRADING", NEWUSDT="TRADING")
-    assert universe.plan(market) == [SymbolChange("AAAUSDT", REMOVED, "BREAK")]
-    universe.apply(market, universe.plan(market))
+    assert universe.plan(market.listings) == [SymbolChange("AAAUSDT", REMOVED, "BREAK")]
+    universe.apply(market, universe.plan(market.listings))
     back = listings(AAAUSDT="TRADING", BBBUSDT="TRADING", NEWUSDT="TRADING")
-    assert universe.plan(back) == [SymbolChange("AAAUSDT", ADDED, "TRADING")]
+    assert universe.plan(back.listings) == [SymbolChange("AAAUSDT", ADDED, "TRADING")]
 
 
 class FakeSession:
@@ -356,13 +360,18 @@ class FakeSession:
 
 
 def test_exchange_info_is_read_with_status_and_quote_asset_and_refusals_say_how_long_to_wait() -> None:
-    body = {"symbols": [{"symbol": "BTCUSDT", "status": "TRADING", "quoteAsset": "USDT"}, {"nope": 1}]}
-    assert fetch_listings("http://rest/", session=FakeSession(200, body)) == {"BTCUSDT": Listing("TRADING", "USDT")}
+    body = {
+        "serverTime": 1_790_000_000_123,
+        "symbols": [{"symbol": "BTCUSDT", "status": "TRADING", "quoteAsset": "USDT"}, {"nope": 1}],
+    }
+    assert fetch_market("http://rest/", session=FakeSession(200, body)) == Market(
+        {"BTCUSDT": Listing("TRADING", "USDT")}, 1_790_000_000_123
+    )
     with pytest.raises(ExchangeInfoError) as banned:
-        fetch_listings("http://rest", session=FakeSession(418, {"code": -1003}, {"Retry-After": "120"}))
+        fetch_market("http://rest", session=FakeSession(418, {"code": -1003}, {"Retry-After": "120"}))
     assert banned.value.retry_after == 120.0
     with pytest.raises(ExchangeInfoError, match="listed no symbols"):
-        fetch_listings("http://rest", session=FakeSession(200, {"symbols": []}))
+        fetch_market("http://rest", session=FakeSession(200, {"symbols": []}))
 
 
 def test_exchange_info_takes_its_weight_from_the_backfill_budget() -> None:
@@ -373,6 +382,42 @@ def test_exchange_info_takes_its_weight_from_the_backfill_budget() -> None:
     clock.now = budget._next_slot
     budget.wait(weight=20)
     assert budget._next_slot - clock.now == pytest.approx(60 * 20 / 5400)  # exchangeInfo: 20
+
+
+def test_a_symbol_added_starts_at_its_first_trade_since_the_previous_exchange_info() -> None:
+    """aggTrades by time finds it (a listing's trades before its subscription, never older history)."""
+    from websockets.sync.client import connect
+
+    from k2.producer.backfill import RestClient
+
+    events = events_for(["OLDUSDT", "NEWUSDT", "QUIETUSDT"], seconds=4, rate=150)
+    first_quiet = min(int(e["t"]) for e in events if e["s"] == "QUIETUSDT")
+    events = [e for e in events if e["s"] != "QUIETUSDT" or int(e["t"]) < first_quiet + 10]  # early, then quiet
+    with BinanceStandIn(events, rate=300, symbol_status={"NEVERUSDT": "BREAK"}) as server:
+        client = RestClient(server.rest_url, WeightBudget(window_s=0.6))
+        with connect(server.ws_url + "/stream", open_timeout=5):  # the tape plays from the first connection
+            wait_until(lambda: server.position >= 150)
+            since = int(requests.get(f"{server.rest_url}/api/v3/time", timeout=5).json()["serverTime"])
+            after = server.position
+            wait_until(lambda: server.position >= len(server.tape))
+            answers = {s: client.first_id_since(s, since) for s in ("NEWUSDT", "QUIETUSDT", "NEVERUSDT")}
+        client.close()
+    new_ids = [int(e["t"]) for e in server.trades_made() if e["s"] == "NEWUSDT"]
+    new_before = [int(e["t"]) for e in server.trades_made()[:after] if e["s"] == "NEWUSDT"]
+    assert new_before[0] < answers["NEWUSDT"], "not its whole history"
+    assert answers["NEWUSDT"] in new_ids and new_before[-1] - 2 <= answers["NEWUSDT"] <= new_before[-1] + 1
+    assert answers["QUIETUSDT"] == first_quiet + 10, "no trade since: the id after its latest"
+    assert answers["NEVERUSDT"] == 0
+    assert server.requests_by_endpoint["/api/v3/aggTrades"] == 3
+
+
+def wait_until(condition: Any, timeout: float = 10) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
 
 
 # -- repeats, gaps and their order ------------------------------------------------------------------------
