@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .subscriptions import MAX_STREAMS_PER_CONNECTION, MAX_URL_LENGTH, assign, pack
+from .subscriptions import MAX_STREAMS_PER_CONNECTION, MAX_URL_LENGTH, assign, load_of, pack
 from .websocket import StreamConnection
 
 # Makes the connection of set ``feed`` (0-based) for these symbols.
@@ -28,7 +28,9 @@ class ConnectionSets:
         per_connection: int = MAX_STREAMS_PER_CONNECTION,
         max_url_length: int = MAX_URL_LENGTH,
     ) -> None:
+        self.ws_url = ws_url
         self.per_connection = per_connection
+        self.max_url_length = max_url_length
         self._make = make
         groups = pack(ws_url, symbols, per_connection, max_url_length)
         self.sets: list[list[StreamConnection]] = [
@@ -42,7 +44,8 @@ class ConnectionSets:
         opened: list[StreamConnection] = []
         for feed, connections in enumerate(self.sets):
             fresh = [s for s in symbols if not any(s in c.wanted for c in connections)]
-            placed = assign([c.streams for c in connections], len(fresh), self.per_connection)
+            loads = [load_of(self.ws_url, list(c.wanted), self.max_url_length) for c in connections]
+            placed = assign(self.ws_url, loads, fresh, self.per_connection, self.max_url_length)
             by_index: dict[int, list[str]] = {}
             for index, symbol in zip(placed, fresh, strict=True):
                 by_index.setdefault(index, []).append(symbol)

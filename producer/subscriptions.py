@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .exceptions import ProducerError
 from .exchange import url_stream_name
@@ -75,24 +76,55 @@ def opening_url(ws_url: str, symbols: list[str], max_url_length: int = MAX_URL_L
     return url, symbols[len(named) :]
 
 
-def assign(loads: list[int], count: int, per_connection: int = MAX_STREAMS_PER_CONNECTION) -> list[int]:
-    """Where each of ``count`` new streams goes, given how many streams each connection carries now.
+@dataclass
+class Load:
+    """What one connection carries, as placing new streams needs it."""
 
-    Each goes to the first connection with room (fewer than ``per_connection`` streams); a new connection
-    (index ``len(loads)`` and on) is opened only when no connection has room. URL length is no constraint
-    here: streams past what a connection's URL can name are subscribed after it opens (``opening_url``).
+    streams: int
+    url_length: int | None  # of its opening URL; None when its streams no longer all fit in one
+
+
+def load_of(ws_url: str, symbols: list[str], max_url_length: int = MAX_URL_LENGTH) -> Load:
+    url, left_out = opening_url(ws_url, symbols, max_url_length)
+    return Load(len(symbols), None if left_out else len(url))
+
+
+def assign(
+    ws_url: str,
+    loads: list[Load],
+    symbols: list[str],
+    per_connection: int = MAX_STREAMS_PER_CONNECTION,
+    max_url_length: int = MAX_URL_LENGTH,
+) -> list[int]:
+    """Which connection each new symbol goes to (an index into ``loads``; ``len(loads)`` and on: new ones).
+
+    First choice, a connection with room (fewer than ``per_connection`` streams) whose URL can still name
+    the stream, so a reconnect carries it at once; then any connection with room, where it is subscribed
+    after each (re)connect; a new connection only when no connection has room.
     """
-    loads = list(loads)
+    loads = [Load(load.streams, load.url_length) for load in loads]
+    prefix = len(url_prefix(ws_url))
     placed: list[int] = []
-    index = 0
-    for _ in range(count):
-        while index < len(loads) and loads[index] >= per_connection:
-            index += 1
+    for symbol in symbols:
+        length = len(url_stream_name(symbol))
+        with_room = [i for i, load in enumerate(loads) if load.streams < per_connection]
+        named = [i for i in with_room if _longer_url(loads[i], length, max_url_length) is not None]
+        index = named[0] if named else with_room[0] if with_room else len(loads)
         if index == len(loads):
-            loads.append(0)
-        loads[index] += 1
+            loads.append(Load(0, prefix))
+        load = loads[index]
+        load.url_length = _longer_url(load, length, max_url_length)
+        load.streams += 1
         placed.append(index)
     return placed
+
+
+def _longer_url(load: Load, stream_length: int, max_url_length: int) -> int | None:
+    """The URL length of ``load`` with one more stream of ``stream_length`` named; None if it does not fit."""
+    if load.url_length is None:
+        return None
+    longer = load.url_length + stream_length + (1 if load.streams else 0)
+    return longer if longer <= max_url_length else None
 
 
 class ControlPacer:

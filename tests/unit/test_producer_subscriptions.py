@@ -26,7 +26,9 @@ from k2.producer.subscriptions import (
     CONTROL_INTERVAL_S,
     MAX_STREAMS_PER_CONNECTION,
     ControlPacer,
+    Load,
     assign,
+    load_of,
     opening_url,
     pack,
 )
@@ -251,11 +253,25 @@ def test_error_answers_and_silence_are_logged_once_each_and_asked_again(
 
 # -- where streams go --------------------------------------------------------------------------------
 def test_new_streams_fill_connections_with_room_and_open_one_only_when_none_has() -> None:
-    assert assign([1024, 1000, 3], 30) == [1] * 24 + [2] * 6
-    assert assign([1024, 1024], 2) == [2, 2]
-    assert assign([], 1025) == [0] * 1024 + [1]
-    full = assign([MAX_STREAMS_PER_CONNECTION - 1], 3)
-    assert full == [0, 1, 1]
+    full, many, few = Load(1024, None), Load(1000, None), Load(3, None)
+    names = [f"N{i}USDT" for i in range(30)]
+    assert assign("ws://h", [full, many, few], names) == [1] * 24 + [2] * 6
+    assert assign("ws://h", [full, full], names[:2]) == [2, 2]
+    assert assign("ws://h", [], [f"S{i}" for i in range(1025)], max_url_length=10**6) == [0] * 1024 + [1]
+    assert assign("ws://h", [Load(MAX_STREAMS_PER_CONNECTION - 1, None)], names[:3]) == [0, 1, 1]
+
+
+def test_a_new_stream_goes_where_a_reconnect_names_it_in_the_url() -> None:
+    ws_url = "wss://stream.binance.com:9443"
+    crowded = load_of(ws_url, [f"LONGSYMBOL{i:04d}USDT" for i in range(300)])  # past what one URL names
+    roomy = load_of(ws_url, ["BTCUSDT", "ETHUSDT"])
+    assert crowded.url_length is None and roomy.url_length == len(opening_url(ws_url, ["BTCUSDT", "ETHUSDT"])[0])
+    assert assign(ws_url, [crowded, roomy], ["NEWUSDT"]) == [1], "the connection whose URL can still name it"
+    # Once every URL is full, streams go where there is room all the same (subscribed after each open).
+    nearly = Load(2, 4000 - len("/newusdt@trade") + 1)
+    assert assign(ws_url, [nearly, crowded], ["NEWUSDT", "NEXTUSDT"]) == [0, 0]
+    exact = Load(2, 4000 - len("/newusdt@trade"))
+    assert assign(ws_url, [crowded, exact], ["NEWUSDT", "NEXTUSDT"]) == [1, 0]
 
 
 def test_the_opening_url_names_what_fits_and_leaves_the_rest_for_subscribe() -> None:
