@@ -20,7 +20,6 @@ digit (ApiJsonMapper, WRITE_BIGDECIMAL_AS_PLAIN), and they become Decimals here,
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 
 import requests
 
-from .migrations import Migration, MigrationError, resolve
+from .migrations import Migration, MigrationError, created, resolve
 
 EVENTS_STREAM = "MIGRATION_EVENTS"
 VERSIONS_TABLE = "MIGRATION_SCHEMA_VERSIONS"
@@ -261,9 +260,9 @@ def drop_statements(migrations: list[Migration]) -> list[tuple[str, str, bool]]:
     objects: list[tuple[str, str, bool]] = []
     for migration in migrations:
         for statement in migration.statements:
-            match = re.match(r"\s*CREATE\s+(STREAM|TABLE)\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", statement.text, re.I)
-            if match:
-                derived = bool(re.search(r"\bAS\s+SELECT\b", statement.text, re.I))
-                objects.append((match.group(1).upper(), match.group(2), derived))
+            if head := created(statement):
+                after = statement.tokens[head.rest :]
+                derived = any(a.is_("AS") and b.is_("SELECT") for a, b in zip(after, after[1:], strict=False))
+                objects.append((head.kind, head.name.text, derived))
     # A table goes before the stream it reads (ksqlDB refuses otherwise: MetaStoreImpl.deleteSource).
     return [*reversed(objects), ("TABLE", VERSIONS_TABLE, True), ("STREAM", EVENTS_STREAM, True)]
