@@ -161,7 +161,11 @@ def _collector(pipeline: Pipeline) -> Collector:
                     changes.add_metric([change, reason], counts.get((change, reason), 0))
             yield changes
             rest = pipeline.rest
-            yield counter("k2_backfill_requests", "REST historicalTrades requests.", rest.requests_made if rest else 0)
+            yield counter(
+                "k2_backfill_requests",
+                "REST requests for trades (historicalTrades pages; aggTrades to find where an added symbol starts).",
+                rest.requests_made if rest else 0,
+            )
             yield counter(
                 "k2_rest_errors", "REST requests that failed (429, 418, 5xx, network).", rest.errors if rest else 0
             )

@@ -263,10 +263,11 @@ class StreamConnection:
     async def _open(self) -> _Link | None:
         while not self.stop.is_set() and self.wanted:
             await self.limiter.acquire()
-            url, _later = opening_url(self.ws_url, list(self.wanted), self.max_url_length)
-            named = list(self.wanted)[: len(self.wanted) - len(_later)]
+            # The URL names what fits; the rest are subscribed once the connection is open (see _control).
+            url, subscribe_later = opening_url(self.ws_url, list(self.wanted), self.max_url_length)
+            named = list(self.wanted)[: len(self.wanted) - len(subscribe_later)]
             try:
-                # Our own pings every 30 s detect a dead link; answering the server's is automatic.
+                # Our own pings (every 30 s) detect a dead link; answering the server's is automatic.
                 ws = await websockets.connect(
                     url, ping_interval=self.ping_interval, ping_timeout=30, open_timeout=10, max_size=2**20
                 )
