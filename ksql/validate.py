@@ -1,10 +1,11 @@
 """Offline validation of ksql/ migrations against schemas/ and schemas/topics.toml.
 
 No ksqlDB is needed: statements are split and their variables resolved as `apply` would, then every
-source topic must be declared, every column a query references must exist in its source (the Avro
-contract for the trades stream, the SELECT list for tables built from it), and aggregates and the
-TIMESTAMP property must get columns of a type they accept. A renamed Avro field or topic is caught
-before deploy. Each problem names the file, the line and the item.
+source topic must be declared, every column a query references must exist in its sources (the Avro
+contract of a stream or table over a declared topic, the SELECT list of one built by a query), and
+functions and the TIMESTAMP property must get columns of a type they accept. A renamed Avro field or
+topic is caught before deploy. Each problem names the file, the line and the item. Statements are read
+from lexer.py's tokens; types and functions are the rows of rules.py.
 
 Types follow ksqlDB 0.29 (SqlDecimal.add/multiply/divide; an INTEGER or BIGINT meeting a DECIMAL is
 widened to DECIMAL(10, 0) or DECIMAL(19, 0)), so three runtime failures are caught here too:
@@ -12,6 +13,7 @@ widened to DECIMAL(10, 0) or DECIMAL(19, 0)), so three runtime failures are caug
 - exact DECIMAL division: ksqlDB divides DECIMALs with RoundingMode.UNNECESSARY
   (SqlToJavaVisitor.visitArithmeticBinary); a quotient that does not terminate throws "Rounding
   necessary", which is logged to the processing log and written as NULL (confluentinc/ksql#9874).
+  Only a division by an integer literal made of 2s and 5s (2, 4, 10...) always terminates.
 - SUM in a DECIMAL that is not 38 digits wide: SUM keeps its argument's type and throws "Numeric
   field overflow" once |sum| reaches 10^(p - s) (DecimalSumKudaf), uncaught, so the query's stream
   thread dies on the same record at every restart. Fewer than 38 digits can overflow on real data;
@@ -21,67 +23,66 @@ widened to DECIMAL(10, 0) or DECIMAL(19, 0)), so three runtime failures are caug
   last windows) or with RETENTION below size + grace, which Kafka Streams refuses when the query
   starts. A missing GRACE PERIOD counts as ksqlDB 0.29's default: Kafka Streams' deprecated
   TimeWindows.of/SessionWindows.with grace of 24 hours minus the size (StreamAggregateBuilder).
+
+A query may join streams and tables: columns resolve through the FROM aliases. What is outside the
+grammar read here (lambdas, ARRAY/MAP/STRUCT constructors, AT TIME ZONE) is reported as not read,
+never guessed at.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
 
 from k2.schemas.contract import load_topics, parsed_schema
 
-from .migrations import Migration, MigrationError, Statement, resolve
+from .lexer import Token, key
+from .migrations import Migration, MigrationError, Statement, created, resolve
+from .rules import FUNCTIONS, UNKNOWN, WIDENED, arithmetic_type, base, exact_division, ksql_type
 
-NUMERIC = re.compile(r"^(DECIMAL|BIGINT|INTEGER|INT|DOUBLE)")
-DECIMAL = re.compile(r"^DECIMAL\((\d+), (\d+)\)$")
-UNKNOWN = "UNKNOWN"
-KEYWORDS = {
-    "select", "from", "as", "window", "tumbling", "hopping", "session", "size", "advance", "by", "grace",
-    "period", "retention", "group", "emit", "final", "changes", "where", "and", "or", "not", "null", "is",
-    "case", "when", "then", "else", "end", "cast", "second", "seconds", "minute", "minutes", "hour", "hours",
-    "day", "days", "millisecond", "milliseconds", "true", "false", "decimal", "string", "bigint", "double", "in",
-    "between", "like", "having", "partition", "limit",
-}  # fmt: skip
-PSEUDO = {"windowstart": "BIGINT", "windowend": "BIGINT", "rowtime": "BIGINT"}
-AGGREGATES_NUMERIC = {"sum", "avg"}
-AGGREGATES_ORDERED = {"min", "max"}
-AGGREGATES_OF_ARGUMENT_TYPE = {"sum", "min", "max", "earliest_by_offset", "latest_by_offset"}
-WIDENED = {"INTEGER": "DECIMAL(10, 0)", "BIGINT": "DECIMAL(19, 0)"}  # next to a DECIMAL: DecimalUtil.toSqlDecimal
-CAST_NAMES = {"INT": "INTEGER", "VARCHAR": "STRING"}
-SUM_PRECISION = 38  # the widest decimal Iceberg holds; the migrations sum CAST(... AS DECIMAL(38, s))
+PSEUDO = {"windowstart": "BIGINT", "windowend": "BIGINT", "rowtime": "BIGINT", "rowpartition": "INTEGER",
+          "rowoffset": "BIGINT"}  # fmt: skip  # SystemColumns
 DIVISION = (
     "with rounding forbidden: ksqlDB 0.29 divides DECIMALs with RoundingMode.UNNECESSARY (SqlToJavaVisitor), "
     'so a quotient that does not terminate throws "Rounding necessary" and the column is NULL '
     "(confluentinc/ksql#9874); cast both sides to DOUBLE: CAST(x AS DOUBLE) / CAST(y AS DOUBLE)"
 )
-
+# SqlBase.g4 booleanExpression, predicate and valueExpression, loosest first, with each level's result type
+# (None: arithmetic_type). NOT, BETWEEN, IN, LIKE and IS are read at the comparisons' level (Checker._predicate).
+OPERATORS = (
+    (("OR",), "BOOLEAN"),
+    (("AND",), "BOOLEAN"),
+    (("=", "<>", "!=", "<", "<=", ">", ">="), "BOOLEAN"),
+    (("||",), "STRING"),
+    (("+", "-"), None),
+    (("*", "/", "%"), None),
+)
+COMPARISONS = 2
+TYPE_NAMES = {"INT": "INTEGER", "VARCHAR": "STRING"}  # SqlTypeParser's aliases
 UNIT_MS = {"MILLISECOND": 1, "SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
+UNITS = {**UNIT_MS, **{f"{unit}S": ms for unit, ms in UNIT_MS.items()}}  # SqlBase.g4 windowUnit
 DEFAULT_GRACE_BASE_MS = UNIT_MS["DAY"]  # Kafka Streams' DEPRECATED_DEFAULT_24_HR_GRACE_PERIOD
-WINDOW = re.compile(r"\bWINDOW\s+(?:\w+\s+)?(TUMBLING|HOPPING|SESSION)\s*\(([^)]*)\)", re.IGNORECASE)
-
-
-def _duration(name: str) -> str:
-    return rf"(?P<{name}>\d+\s+(?:MILLISECOND|SECOND|MINUTE|HOUR|DAY)S?)"
-
-
-_TAIL = rf"(?:\s*,\s*RETENTION\s+{_duration('retention')})?(?:\s*,\s*GRACE\s+PERIOD\s+{_duration('grace')})?\s*$"
-WINDOW_GRAMMAR = {  # ksqlDB 0.29 SqlBase.g4: tumbling/hopping/sessionWindowExpression
-    "TUMBLING": (re.compile(rf"^\s*SIZE\s+{_duration('size')}{_TAIL}", re.IGNORECASE), "SIZE n unit"),
-    "HOPPING": (
-        re.compile(rf"^\s*SIZE\s+{_duration('size')}\s*,\s*ADVANCE\s+BY\s+{_duration('advance')}{_TAIL}", re.I),
-        "SIZE n unit, ADVANCE BY n unit",
-    ),
-    "SESSION": (re.compile(rf"^\s*{_duration('size')}{_TAIL}", re.IGNORECASE), "n unit"),
+# SqlBase.g4 tumbling/hoppingWindowExpression/sessionWindowExpression: each kind's first clauses (a session's
+# is its gap), then optionally RETENTION and GRACE PERIOD, in that order.
+WINDOWS: dict[str, list[tuple[str, ...]]] = {
+    "TUMBLING": [("SIZE",)],
+    "HOPPING": [("SIZE",), ("ADVANCE", "BY")],
+    "SESSION": [()],
 }
+WINDOW_TAIL: list[tuple[str, ...]] = [("RETENTION",), ("GRACE", "PERIOD")]
+CLAUSES = ("WINDOW", "WHERE", "GROUP", "PARTITION", "HAVING", "EMIT", "LIMIT")  # SqlBase.g4 query after FROM
+JOINS = ("JOIN", "INNER", "LEFT", "RIGHT", "FULL")  # SqlBase.g4 joinType JOIN
+NOT_READ = (
+    "not read by k2 ksql validate (it reads ksqlDB 0.29's grammar but for lambdas, ARRAY/MAP/STRUCT constructors "
+    "and AT TIME ZONE): expected {expected} at line {line}, column {column}"
+)
 
 
 @dataclass
 class Source:
     name: str
-    columns: dict[str, str] = field(default_factory=dict)  # lower-case name -> ksqlDB type
-    known: bool = True  # False when its topic or schema is already reported: no cascade of column errors
+    columns: dict[str, str] = field(default_factory=dict)  # lexer.key() of the name -> ksqlDB type
+    known: bool = True  # False when its topic, schema or query is already reported: no cascade of column errors
 
 
 @dataclass(frozen=True)
@@ -90,449 +91,487 @@ class Problem:
     line: int
     item: str
     message: str
+    column: int = 1
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.item}: {self.message}"
 
 
-def ksql_type(avro_type: Any) -> str:
-    if isinstance(avro_type, list):
-        others = [t for t in avro_type if t != "null"]
-        return ksql_type(others[0]) if others else "STRING"
-    if isinstance(avro_type, dict):
-        logical = avro_type.get("logicalType")
-        if logical == "decimal":
-            return f"DECIMAL({avro_type['precision']}, {avro_type.get('scale', 0)})"
-        if logical in ("timestamp-millis", "timestamp-micros"):
-            return "TIMESTAMP"
-        if avro_type.get("type") == "map":
-            return f"MAP<STRING, {ksql_type(avro_type['values'])}>"
-        return ksql_type(avro_type["type"])
-    return {"string": "STRING", "long": "BIGINT", "int": "INTEGER", "boolean": "BOOLEAN", "double": "DOUBLE"}.get(
-        str(avro_type), str(avro_type).upper()
-    )
+def snippet(text: str, first: Token, last: Token) -> str:
+    """The source from first to last, whitespace folded: how a problem names an expression or a clause."""
+    return " ".join(text[first.offset : last.end].split())
 
 
-def _decimal(type_name: str) -> tuple[int, int] | None:
-    match = DECIMAL.match(type_name)
-    return (int(match.group(1)), int(match.group(2))) if match else None
+def _split(tokens: Sequence[Token], angles: bool = False) -> list[list[Token]]:
+    """tokens split on the commas outside brackets (and <> in a type): a SELECT, GROUP BY, WITH or column list."""
+    parts: list[list[Token]] = [[]]
+    depth = 0
+    for token in tokens:
+        depth += token.is_("(", "[", "<" if angles else "(") - token.is_(")", "]", ">" if angles else ")")
+        if depth == 0 and token.is_(","):
+            parts.append([])
+        else:
+            parts[-1].append(token)
+    return [part for part in parts if part]
 
 
-def arithmetic_type(operator: str, left: str, right: str) -> str:
-    """The type ksqlDB 0.29 gives `left operator right` (UNKNOWN when this validator cannot tell)."""
-    if operator == "||":
-        return "STRING"
-    if UNKNOWN in (left, right) or not (NUMERIC.match(left) and NUMERIC.match(right)):
-        return UNKNOWN
-    if "DOUBLE" in (left, right):
-        return "DOUBLE"
-    if not (left.startswith("DECIMAL") or right.startswith("DECIMAL")):
-        return "BIGINT" if "BIGINT" in (left, right) else "INTEGER"
-    left_decimal, right_decimal = _decimal(WIDENED.get(left, left)), _decimal(WIDENED.get(right, right))
-    assert left_decimal and right_decimal  # both are DECIMAL, INTEGER or BIGINT here
-    (p1, s1), (p2, s2) = left_decimal, right_decimal
-    if operator in "+-":
-        scale = max(s1, s2)
-        return f"DECIMAL({scale + max(p1 - s1, p2 - s2) + 1}, {scale})"
-    if operator == "*":
-        return f"DECIMAL({p1 + p2 + 1}, {s1 + s2})"
-    if operator == "/":
-        scale = max(6, s1 + p2 + 1)
-        return f"DECIMAL({p1 - s1 + s2 + scale}, {scale})"
-    return f"DECIMAL({min(p1 - s1, p2 - s2) + max(s1, s2)}, {max(s1, s2)})"  # %
-
-
-def _milliseconds(duration: str) -> int:
-    number, unit = duration.split()
-    return int(number) * UNIT_MS[unit.upper().rstrip("S")]
+def _type(tokens: Sequence[Token]) -> str:
+    """A type (SqlBase.g4 type) as ksqlDB prints it: DECIMAL(28, 8), STRING for VARCHAR, MAP<STRING, INTEGER>."""
+    text = " ".join(TYPE_NAMES.get(t.text.upper(), t.text.upper()) for t in tokens)
+    for spaced, tight in ((" (", "("), ("( ", "("), (" )", ")"), (" ,", ","), (" <", "<"), ("< ", "<"), (" >", ">")):
+        text = text.replace(spaced, tight)
+    return text
 
 
 def _in_units(milliseconds: int) -> str:
     """A duration as ksqlDB writes one, in the largest unit that divides it: 70 SECONDS, 1 DAY."""
-    for unit in ("DAY", "HOUR", "MINUTE", "SECOND", "MILLISECOND"):
-        if milliseconds % UNIT_MS[unit] == 0:
-            count = milliseconds // UNIT_MS[unit]
-            return f"{count} {unit}{'' if count == 1 else 'S'}"
-    raise AssertionError("unreachable: every duration is a whole number of milliseconds")
-
-
-def _with_properties(text: str) -> dict[str, str]:
-    match = re.search(r"\bWITH\s*\((.*?)\)\s*(AS\b|;|$)", text, re.IGNORECASE | re.DOTALL)
-    if not match:
-        return {}
-    return {k.upper(): v for k, v in re.findall(r"(\w+)\s*=\s*'([^']*)'", match.group(1))}
-
-
-def _top_level_split(text: str) -> list[tuple[str, int]]:
-    """Split a SELECT list on commas outside parentheses; returns (item, offset in text)."""
-    items, depth, start = [], 0, 0
-    for index, char in enumerate(text):
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "," and depth == 0:
-            items.append((text[start:index], start))
-            start = index + 1
-    items.append((text[start:], start))
-    return items
+    unit = next(
+        unit for unit in ("DAY", "HOUR", "MINUTE", "SECOND", "MILLISECOND") if milliseconds % UNIT_MS[unit] == 0
+    )
+    count = milliseconds // UNIT_MS[unit]
+    return f"{count} {unit}{'' if count == 1 else 'S'}"
 
 
 class Unsupported(Exception):
-    """An expression outside the small grammar of ExpressionChecker."""
+    """Tokens outside the grammar read here; token is where reading stopped (None: at the end)."""
+
+    def __init__(self, token: Token | None, expected: str) -> None:
+        super().__init__(expected)
+        self.token, self.expected = token, expected
 
 
-class Token(NamedTuple):
-    kind: str  # number, string, name or op
-    value: str
-    start: int
-    end: int
+class Cursor:
+    """A position in a list of tokens, with the moves a recursive-descent reader needs."""
 
+    def __init__(self, tokens: Sequence[Token], position: int = 0) -> None:
+        self.tokens, self.position = tokens, position
 
-TOKEN = re.compile(
-    r"\s*(?:(?P<number>\d+(?:\.\d+)?)|(?P<string>'(?:[^']|'')*')|(?P<name>[A-Za-z_]\w*)|(?P<op>\|\||[-+*/%(),]))"
-)
+    def peek(self, ahead: int = 0) -> Token | None:
+        return self.tokens[self.position + ahead] if self.position + ahead < len(self.tokens) else None
+
+    def next(self) -> Token:
+        token = self.peek()
+        if token is None:
+            raise Unsupported(None, "more (the text ends early)")
+        self.position += 1
+        return token
+
+    def at(self, *words: str) -> bool:
+        return (token := self.peek()) is not None and token.is_(*words)
+
+    def accept(self, *words: str) -> Token | None:
+        return self.next() if self.at(*words) else None
+
+    def expect(self, *words: str) -> Token:
+        if (token := self.accept(*words)) is None:
+            raise Unsupported(self.peek(), " or ".join(f"'{word}'" for word in words))
+        return token
+
+    def until(self, *words: str) -> list[Token]:
+        """The tokens before the next of words, ';' or unopened closing bracket, outside brackets."""
+        start, depth = self.position, 0
+        while (token := self.peek()) is not None:
+            closing = token.is_(")", "]")
+            # the FROM of `IS DISTINCT FROM` ends no SELECT list (SqlBase.g4 predicate distinctFrom)
+            distinct = token.is_("FROM") and self.position > 0 and self.tokens[self.position - 1].is_("DISTINCT")
+            if depth == 0 and (closing or token.is_(";") or (token.is_(*words) and not distinct)):
+                break
+            depth += token.is_("(", "[") - closing
+            self.position += 1
+        return list(self.tokens[start : self.position])
+
+    def group(self, angles: bool = False) -> list[list[Token]]:
+        """'(' item, ... ')': the items."""
+        self.expect("(")
+        items = _split(self.until(), angles)
+        self.expect(")")
+        return items
 
 
 @dataclass(frozen=True)
 class Typed:
     type: str
-    start: int  # offsets of the expression in the checked text
-    end: int
+    first: Token  # the expression's first and last tokens
+    last: Token
 
 
-Report = Callable[[int, str, str], None]  # offset in the checked text, item, message
+class Checker(Cursor):
+    """Types one expression by recursive descent over SqlBase.g4's expression rules (OPERATORS by precedence,
+    then unary signs, subscripts, dereferences and primaryExpression), keeping what ksqlDB would fail on.
 
-
-class ExpressionChecker:
-    """Types one SELECT item or GROUP BY expression by recursive descent, reporting what ksqlDB would fail on.
-
-    expression := term (('+' | '-' | '||') term)*
-    term       := unary (('*' | '/' | '%') unary)*
-    unary      := '-' unary | primary
-    primary    := number | string | '(' expression ')' | CAST '(' expression AS type ')'
-                | name '(' ['*' | expression (',' expression)*] ')' | name
-
-    Anything else (CASE, comparisons, struct fields) raises Unsupported; the caller then only checks
-    the expression's column names. Problems are kept until the whole expression has parsed.
+    Problems are kept until the whole expression has been read; Unsupported ends the reading.
     """
 
-    def __init__(self, text: str, source: Source) -> None:
-        self.text = text
-        self.source = source
-        self.tokens = self._tokenize(text)
-        self.position = 0
-        self.problems: list[tuple[int, str, str]] = []
+    def __init__(self, tokens: Sequence[Token], scope: dict[str, Source], text: str) -> None:
+        super().__init__(tokens)
+        self.scope = scope  # the FROM sources by alias
+        self.text = text  # the file, for the items of problems
+        self.problems: list[tuple[Token, str, str]] = []
 
-    @staticmethod
-    def _tokenize(text: str) -> list[Token]:
-        tokens, offset = [], 0
-        while text[offset:].strip():
-            match = TOKEN.match(text, offset)
-            if not match or match.lastgroup is None:
-                raise Unsupported(text[offset:].strip())
-            kind = match.lastgroup
-            tokens.append(Token(kind, match.group(kind), match.start(kind), match.end()))
-            offset = match.end()
-        return tokens
-
-    def check(self, report: Report) -> str:
-        """The expression's ksqlDB type; its problems go to report. Raises Unsupported."""
-        typed = self._expression()
-        if self.position != len(self.tokens):
-            raise Unsupported(self.tokens[self.position].value)
-        for problem in self.problems:
-            report(*problem)
-        return typed.type
-
-    def _source_text(self, typed: Typed) -> str:
-        return " ".join(self.text[typed.start : typed.end].split())
-
-    def _next(self) -> Token:
-        if self.position == len(self.tokens):
-            raise Unsupported("the expression ends early")
-        self.position += 1
-        return self.tokens[self.position - 1]
-
-    def _at(self, *values: str) -> bool:
-        """Whether the next token is one of values (operators or upper-case words; a string keeps its quotes)."""
-        return self.position < len(self.tokens) and self.tokens[self.position].value.upper() in values
-
-    def _accept(self, *values: str) -> Token | None:
-        return self._next() if self._at(*values) else None
-
-    def _expect(self, value: str) -> Token:
-        token = self._accept(value)
-        if token is None:
-            raise Unsupported(f"expected {value}")
-        return token
-
-    def _expression(self) -> Typed:
-        left = self._term()
-        while operator := self._accept("+", "-", "||"):
-            right = self._term()
-            left = Typed(arithmetic_type(operator.value, left.type, right.type), left.start, right.end)
-        return left
-
-    def _term(self) -> Typed:
-        left = self._unary()
-        while operator := self._accept("*", "/", "%"):
-            right = self._unary()
-            result = Typed(arithmetic_type(operator.value, left.type, right.type), left.start, right.end)
-            if operator.value == "/" and result.type.startswith("DECIMAL"):
+    def expression(self, level: int = 0) -> Typed:
+        """The expression from here whose operators bind at least as tightly as OPERATORS[level]'s."""
+        if level == len(OPERATORS):
+            return self._unary()
+        if level == COMPARISONS and (negation := self.accept("NOT")):
+            return Typed("BOOLEAN", negation, self.expression(level).last)
+        left = self.expression(level + 1)
+        if level == COMPARISONS:
+            left = self._predicate(left)
+        operators, result = OPERATORS[level]
+        while operator := self.accept(*operators):
+            right = self.expression(level + 1)
+            typed = Typed(result or arithmetic_type(operator.text, left.type, right.type), left.first, right.last)
+            divisor = right.first.text if right.first == right.last else ""
+            if (
+                operator.is_("/")
+                and base(typed.type) == "DECIMAL"
+                and not exact_division(left.type, divisor, typed.type)
+            ):
                 sides = [f"{t.type} (as {WIDENED[t.type]})" if t.type in WIDENED else t.type for t in (left, right)]
                 message = f"divides {sides[0]} by {sides[1]} {DIVISION}"
-                self.problems.append((result.start, self._source_text(result), message))
-            left = result
+                self.problems.append((typed.first, snippet(self.text, typed.first, typed.last), message))
+            left = typed
         return left
 
+    def _predicate(self, left: Typed) -> Typed:
+        """SqlBase.g4 predicate after a value: [NOT] BETWEEN / IN / LIKE, IS [NOT] NULL, IS [NOT] DISTINCT FROM."""
+        value = COMPARISONS + 1
+        negated = self.accept("NOT")
+        if self.accept("BETWEEN"):
+            self.expression(value)
+            self.expect("AND")
+            self.expression(value)
+        elif self.accept("IN"):
+            self._arguments()
+        elif self.accept("LIKE"):
+            self.expression(value)
+            if self.accept("ESCAPE"):
+                self.next()
+        elif not negated and self.accept("IS"):
+            self.accept("NOT")
+            if self.accept("DISTINCT"):
+                self.expect("FROM")
+                self.expression(value)
+            else:
+                self.expect("NULL")
+        elif negated:
+            raise Unsupported(self.peek(), "BETWEEN, IN or LIKE")
+        else:
+            return left
+        return Typed("BOOLEAN", left.first, self.tokens[self.position - 1])
+
     def _unary(self) -> Typed:
-        if sign := self._accept("-", "+"):
+        if sign := self.accept("-", "+"):
             operand = self._unary()
-            return Typed(operand.type, sign.start, operand.end)
-        return self._primary()
+            return Typed(operand.type, sign, operand.last)
+        typed = self._primary()
+        while operator := self.accept("[", "->"):  # subscript, dereference: the element's type is not tracked
+            if operator.is_("["):
+                self.expression()
+            last = self.expect("]") if operator.is_("[") else self.next()
+            typed = Typed(UNKNOWN, typed.first, last)
+        return typed
 
     def _primary(self) -> Typed:
-        token = self._next()
-        if token.kind == "number":
-            whole, _, fraction = token.value.partition(".")
-            literal = f"DECIMAL({len(whole + fraction)}, {len(fraction)})" if fraction else "INTEGER"
-            return Typed(literal, token.start, token.end)
-        if token.kind == "string":
-            return Typed("STRING", token.start, token.end)
-        if token.value == "(":
-            inner = self._expression()
-            return Typed(inner.type, token.start, self._expect(")").end)
-        if token.kind != "name":
-            raise Unsupported(token.value)
-        if token.value.upper() == "CAST" and self._accept("("):
-            self._expression()
-            self._expect("AS")
-            cast_type = self._type()
-            return Typed(cast_type, token.start, self._expect(")").end)
-        if self._accept("("):
-            return self._call(token)
-        return Typed(self._column(token), token.start, token.end)
+        token = self.next()
+        if token.kind == "number":  # SqlBase.g4 INTEGER_VALUE, DECIMAL_VALUE, FLOATING_POINT_VALUE
+            whole, dot, fraction = token.text.upper().partition(".")
+            if "E" in token.text.upper():
+                literal = "DOUBLE"
+            elif dot:
+                literal = f"DECIMAL({len(whole + fraction)}, {len(fraction)})"
+            else:
+                literal = "INTEGER" if int(whole) < 2**31 else "BIGINT"
+            return Typed(literal, token, token)
+        if token.kind == "string" or token.is_("TRUE", "FALSE", "NULL"):
+            literal = "STRING" if token.kind == "string" else UNKNOWN if token.is_("NULL") else "BOOLEAN"
+            return Typed(literal, token, token)
+        if token.is_("("):
+            inner = self.expression()
+            return Typed(inner.type, token, self.expect(")"))
+        if token.is_("CASE"):
+            return self._case(token)
+        if token.is_("CAST") and self.accept("("):
+            self.expression()
+            self.expect("AS")
+            cast_type = _type(self.until())
+            return Typed(cast_type, token, self.expect(")"))
+        if token.kind not in ("identifier", "quoted") or token.is_("ARRAY", "MAP", "STRUCT"):
+            raise Unsupported(token, "an expression")
+        if (following := self.peek()) is not None and following.kind == "string":  # typeConstructor: DATE '...'
+            return Typed(_type([token]), token, self.next())
+        if self.at("("):
+            arguments = self._arguments()
+            call = Typed(UNKNOWN, token, self.tokens[self.position - 1])
+            return Typed(self._call(call, arguments), token, call.last)
+        if self.accept("."):
+            column = self.next()
+            return Typed(self._column(column, token), token, column)
+        return Typed(self._column(token, None), token, token)
 
-    def _type(self) -> str:
-        name = self._next().value.upper()
-        if name != "DECIMAL":
-            return CAST_NAMES.get(name, name)
-        self._expect("(")
-        precision, _, scale = self._next().value, self._expect(","), self._next().value
-        self._expect(")")
-        return f"DECIMAL({precision}, {scale})"
-
-    def _column(self, token: Token) -> str:
-        name = token.value.lower()
-        if name in self.source.columns:
-            return self.source.columns[name]
-        if name in PSEUDO:
-            return PSEUDO[name]
-        if name in KEYWORDS:
-            return "BOOLEAN" if name in ("true", "false") else UNKNOWN
-        if self.source.known:
-            known = ", ".join(sorted(self.source.columns))
-            message = f"unknown column in {self.source.name} (it has: {known})"
-            self.problems.append((token.start, f"column {token.value}", message))
-        return UNKNOWN
-
-    def _call(self, name: Token) -> Typed:
+    def _arguments(self) -> list[Typed]:
+        """'(' ['*' | argument (',' argument)*] ')', an argument an expression or a windowUnit (functionArgument)."""
+        self.expect("(")
         arguments: list[Typed] = []
-        if not self._accept("*") and not self._at(")"):
-            arguments.append(self._expression())
-            while self._accept(","):
-                arguments.append(self._expression())
-        call = Typed(UNKNOWN, name.start, self._expect(")").end)
-        return Typed(self._call_type(name.value.lower(), call, arguments), call.start, call.end)
+        if not self.accept("*") and not self.at(")"):
+            arguments.append(self._argument())
+            while self.accept(","):
+                arguments.append(self._argument())
+        self.expect(")")
+        return arguments
 
-    def _call_type(self, function: str, call: Typed, arguments: list[Typed]) -> str:
-        if function == "count":
-            return "BIGINT"
-        if len(arguments) != 1 or arguments[0].type == UNKNOWN:
-            return UNKNOWN
-        argument, item = arguments[0], self._source_text(call)
-        arg_text, arg_type = self._source_text(argument), argument.type
-        if function in AGGREGATES_NUMERIC and not NUMERIC.match(arg_type):
-            self.problems.append((call.start, item, f"needs a numeric argument, {arg_text} is {arg_type}"))
-            return UNKNOWN
-        if function in AGGREGATES_ORDERED and not (NUMERIC.match(arg_type) or arg_type == "TIMESTAMP"):
-            self.problems.append((call.start, item, f"needs a numeric or TIMESTAMP argument, {arg_text} is {arg_type}"))
-            return UNKNOWN
-        decimal = _decimal(arg_type)
-        if function == "sum" and decimal and decimal[0] != SUM_PRECISION:
-            self.problems.append((call.start, item, self._sum_width(arg_text, arg_type, *decimal)))
-        return arg_type if function in AGGREGATES_OF_ARGUMENT_TYPE else UNKNOWN
+    def _argument(self) -> Typed:
+        if self.at(*UNITS) and (following := self.peek(1)) is not None and following.is_(",", ")"):
+            unit = self.next()
+            return Typed(UNKNOWN, unit, unit)
+        return self.expression()
 
-    @staticmethod
-    def _sum_width(argument: str, arg_type: str, precision: int, scale: int) -> str:
-        fix = f"use SUM(CAST({argument} AS DECIMAL({SUM_PRECISION}, {min(scale, SUM_PRECISION)})))"
-        if precision < SUM_PRECISION:
-            return (
-                f"can overflow: ksqlDB keeps SUM in its argument's type, {arg_type}, and throws "
-                f'"Numeric field overflow" once |sum| reaches 10^{precision - scale} (DecimalSumKudaf), which stops '
-                f"the query (its stream thread dies on the same record at every restart); {fix}"
-            )
-        return (
-            f"too wide: ksqlDB keeps SUM in its argument's type, {arg_type}, and publishes {precision} digits, "
-            f"more than the {SUM_PRECISION} an Iceberg decimal holds; {fix}"
-        )
+    def _case(self, case: Token) -> Typed:
+        if not self.at("WHEN"):
+            self.expression(COMPARISONS + 1)  # a simple CASE's operand
+        results = []
+        while self.accept("WHEN"):
+            self.expression()
+            self.expect("THEN")
+            results.append(self.expression().type)
+        if self.accept("ELSE"):
+            results.append(self.expression().type)
+        known = [result for result in results if result != UNKNOWN]
+        return Typed(known[0] if known else UNKNOWN, case, self.expect("END"))
+
+    def _call(self, call: Typed, arguments: list[Typed]) -> str:
+        """The call's type by its row in FUNCTIONS, refusing an argument the function does not take."""
+        function = FUNCTIONS.get(call.first.text.upper())
+        if function is None or len(arguments) > 1:
+            return UNKNOWN
+        if not arguments or arguments[0].type == UNKNOWN:
+            return function.returns or UNKNOWN
+        argument, item = arguments[0], snippet(self.text, call.first, call.last)
+        arg_text = snippet(self.text, argument.first, argument.last)
+        if function.accepts is not None and base(argument.type) not in function.accepts:
+            message = f"needs {function.needs} argument, {arg_text} is {argument.type}"
+            self.problems.append((call.first, item, message + function.why.format(argument=arg_text)))
+            return UNKNOWN
+        if function.check and (problem := function.check(arg_text, argument.type)):
+            self.problems.append((call.first, item, problem))
+        return function.returns or argument.type
+
+    def _column(self, name: Token, qualifier: Token | None) -> str:
+        """The type of a column of the FROM sources (of the one aliased `qualifier`), or of a pseudo column."""
+        sources = list(self.scope.values())
+        if qualifier is not None:
+            if qualifier.name not in self.scope:
+                self.problems.append((qualifier, f"source {qualifier.text}", f"not in FROM ({', '.join(self.scope)})"))
+                return UNKNOWN
+            sources = [self.scope[qualifier.name]]
+        for source in sources:
+            if name.name in source.columns:
+                return source.columns[name.name]
+        if name.name in PSEUDO:
+            return PSEUDO[name.name]
+        if all(source.known for source in sources):
+            known = ", ".join(sorted({column for source in sources for column in source.columns}))
+            where = " or ".join(source.name for source in sources)
+            self.problems.append((name, f"column {name.text}", f"unknown column in {where} (it has: {known})"))
+        return UNKNOWN
 
 
 class Validator:
     def __init__(self) -> None:
-        self.topics = load_topics()
+        self.topics = {topic.name: topic for topic in load_topics().values()}
         self.sources: dict[str, Source] = {}
         self.problems: list[Problem] = []
+        self.file, self.text = "", ""  # the migration being checked: its name, and its text the spans point into
 
-    def _problem(self, migration: Migration, statement: Statement, offset: int, item: str, message: str) -> None:
-        line = statement.line + statement.text[:offset].count("\n")
-        self.problems.append(Problem(migration.path.name, line, item, message))
+    def _problem(self, token: Token, item: str, message: str) -> None:
+        self.problems.append(Problem(self.file, token.line, item, message, token.column))
+
+    def _not_read(self, exc: Unsupported, end: Token, item: str = "") -> None:
+        where = exc.token or end
+        message = NOT_READ.format(expected=exc.expected, line=where.line, column=where.column)
+        self._problem(where, item or where.text, message)
 
     def check(self, migrations: list[Migration], variables: dict[str, str]) -> list[Problem]:
         for migration in migrations:
+            self.file, self.text = migration.path.name, migration.text
             try:
                 statements = resolve(migration, variables)
             except MigrationError as exc:
-                line = re.search(r"\(line (\d+)\)", str(exc))
-                missing = re.search(r"no value for (\w+)", str(exc))
-                item = f"variable {missing.group(1)}" if missing else "variable"
-                self.problems.append(Problem(migration.path.name, int(line.group(1)) if line else 1, item, str(exc)))
+                self.problems.append(Problem(migration.path.name, exc.line, exc.item, str(exc)))
                 continue
             for statement in statements:
-                self._statement(migration, statement)
+                try:
+                    self._statement(statement)
+                except Unsupported as exc:
+                    self._not_read(exc, statement.tokens[-1])
         return self.problems
 
-    def _statement(self, migration: Migration, statement: Statement) -> None:
-        text = statement.text
-        head = re.match(
-            r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(STREAM|TABLE)\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", text, re.IGNORECASE
-        )
-        if not head:
+    def _statement(self, statement: Statement) -> None:
+        """CREATE ... [(elements)] [WITH (properties)] [AS query]; other statements check nothing here."""
+        head = created(statement)
+        if head is None:
             return
-        name = head.group(2).lower()
-        properties = _with_properties(text)
-        select = re.search(r"\bAS\s+SELECT\b(.*?)\bFROM\s+(\w+)(.*)$", text, re.IGNORECASE | re.DOTALL)
-        if select is None:
-            self._source_object(migration, statement, name, properties)
+        cursor = Cursor(statement.tokens, head.rest)
+        elements = cursor.group(angles=True) if cursor.at("(") else []
+        properties = {p[0].value.upper(): p[-1] for p in cursor.group()} if cursor.accept("WITH") else {}
+        if cursor.accept("AS"):
+            self.sources[head.name.name] = self._query(cursor, head.name)
         else:
-            self._derived_object(migration, statement, name, select)
+            self.sources[head.name.name] = self._declared(head.name, elements, properties)
 
-    def _source_object(self, migration: Migration, statement: Statement, name: str, props: dict[str, str]) -> None:
-        text = statement.text
-        topic = props.get("KAFKA_TOPIC")
-        declared = {t.name: t for t in self.topics.values()}
-        source = Source(name)
-        for column, column_type in re.findall(r"(\w+)\s+(\w+(?:\([^)]*\))?)\s+KEY", text, re.IGNORECASE):
-            source.columns[column.lower()] = column_type.upper()
-        if topic not in declared:
-            offset = text.find(topic or "KAFKA_TOPIC")
-            self._problem(migration, statement, offset, f"topic {topic}", "not declared in schemas/topics.toml")
+    def _declared(self, name: Token, elements: list[list[Token]], properties: dict[str, Token]) -> Source:
+        """A stream or table over a topic: its declared columns (SqlBase.g4 tableElement: name type [[PRIMARY] KEY |
+        HEADERS | HEADER('key')]), or else the value columns ksqlDB infers from the topic's Avro contract."""
+        constraint = ("KEY", "PRIMARY", "HEADERS", "HEADER")
+        source = Source(name.name)
+        for element in elements:
+            end = next((i for i, token in enumerate(element) if i and token.is_(*constraint)), len(element))
+            source.columns[element[0].name] = _type(element[1:end])
+        inferred = all(any(token.is_(*constraint) for token in element[1:]) for element in elements)
+        topic, value_format = properties.get("KAFKA_TOPIC"), properties.get("VALUE_FORMAT", properties.get("FORMAT"))
+        spec = self.topics.get(topic.value) if topic else None
+        if topic is None:
+            self._problem(name, "KAFKA_TOPIC", "missing: a stream or table over a topic names it in WITH (...)")
             source.known = False
-        elif topic is not None and props.get("VALUE_FORMAT", "").upper() == "AVRO":
-            schema_file = declared[topic].value_schema
-            if not schema_file:
-                self._problem(migration, statement, text.find(topic), f"topic {topic}", "declares no value_schema")
-            else:
-                for avro_field in parsed_schema(schema_file)["fields"]:
-                    source.columns[avro_field["name"].lower()] = ksql_type(avro_field["type"])
-        timestamp = props.get("TIMESTAMP")
+        elif spec is None:
+            self._problem(topic, f"topic {topic.value}", "not declared in schemas/topics.toml")
+            source.known = False
+        elif inferred and value_format is not None and value_format.value.upper() == "AVRO":
+            if not spec.value_schema:
+                self._problem(topic, f"topic {topic.value}", "declares no value_schema")
+                source.known = False
+            else:  # ksqlDB upper-cases the inferred names (confluentinc/ksql#2415): key() of the upper case
+                for avro_field in parsed_schema(spec.value_schema)["fields"]:
+                    source.columns[key(avro_field["name"].upper())] = ksql_type(avro_field["type"])
+        elif inferred:
+            source.known = False  # value columns inferred from a format this validator does not read
+        timestamp = properties.get("TIMESTAMP")
         if timestamp and source.known:
-            column_type = source.columns.get(timestamp.lower())
-            offset = text.find(timestamp)
+            column_type = source.columns.get(key(timestamp.value.upper()))
             if column_type is None:
-                self._problem(migration, statement, offset, f"column {timestamp}", f"unknown column in {name}")
+                self._problem(timestamp, f"column {timestamp.value}", f"unknown column in {source.name}")
             elif column_type not in ("TIMESTAMP", "BIGINT"):
-                self._problem(
-                    migration,
-                    statement,
-                    offset,
-                    f"column {timestamp}",
-                    f"TIMESTAMP needs TIMESTAMP or BIGINT, is {column_type}",
-                )
-        self.sources[name] = source
+                message = f"TIMESTAMP needs TIMESTAMP or BIGINT, is {column_type}"
+                self._problem(timestamp, f"column {timestamp.value}", message)
+        return source
 
-    def _derived_object(self, migration: Migration, statement: Statement, name: str, select: re.Match[str]) -> None:
-        source_name = select.group(2).lower()
-        source = self.sources.get(source_name)
-        if source is None:
-            self._problem(migration, statement, select.start(2), f"source {select.group(2)}", "no such stream or table")
+    def _query(self, cursor: Cursor, name: Token) -> Source:
+        """SqlBase.g4 query: SELECT items FROM relation [WINDOW ...] [WHERE ...] [GROUP BY ...] ... ';'."""
+        cursor.expect("SELECT")
+        items = _split(cursor.until("FROM"))
+        cursor.expect("FROM")
+        scope, conditions = self._relations(cursor)
+        clauses: dict[str, list[Token]] = {}
+        while word := cursor.accept(*CLAUSES):
+            if word.is_("GROUP", "PARTITION"):
+                cursor.expect("BY")
+            clauses[word.text.upper()] = [word, *cursor.until(*CLAUSES)]
+        cursor.expect(";")
+        derived = Source(name.name, known=all(source.known for source in scope.values()))
+        for index, item in enumerate(items):
+            self._select_item(item, index, scope, derived)
+        for condition in [*conditions, clauses.get("WHERE", [])[1:], clauses.get("HAVING", [])[1:]]:
+            self._expression(condition, scope)
+        for expression in _split(clauses.get("GROUP", [])[1:]) + _split(clauses.get("PARTITION", [])[1:]):
+            self._expression(expression, scope)
+        if "WINDOW" in clauses:
+            self._window(clauses["WINDOW"])
+        return derived
+
+    def _relations(self, cursor: Cursor) -> tuple[dict[str, Source], list[list[Token]]]:
+        """SqlBase.g4 relation: the sources by alias, and each join's ON condition."""
+        scope: dict[str, Source] = {}
+        conditions = []
+        while True:
+            source_name = cursor.next()
+            source = self.sources.get(source_name.name)
+            if source is None:
+                self._problem(source_name, f"source {source_name.text}", "no such stream or table")
+                source = Source(source_name.name, known=False)
+            following = cursor.peek(1) if cursor.at("AS") else cursor.peek()
+            alias = source_name
+            if following and following.kind in ("identifier", "quoted") and not following.is_(*CLAUSES, *JOINS, "ON"):
+                cursor.accept("AS")
+                alias = cursor.next()
+            scope[alias.name] = source
+            if len(scope) > 1:
+                cursor.until("ON")  # WITHIN (a join window)
+                cursor.expect("ON")
+                conditions.append(cursor.until(*CLAUSES, *JOINS))
+            if not cursor.at(*JOINS):
+                return scope, conditions
+            cursor.until("JOIN")  # INNER, LEFT [OUTER]...
+            cursor.expect("JOIN")
+
+    def _select_item(self, item: list[Token], index: int, scope: dict[str, Source], derived: Source) -> None:
+        if item and item[-1].is_("*"):  # SqlBase.g4 selectAll: * or alias.*
+            sources = [scope[item[0].name]] if len(item) == 3 and item[0].name in scope else list(scope.values())
+            for source in sources:
+                derived.columns.update(source.columns)
+            derived.known &= len(scope) == 1  # a join's * prefixes each name with its source's alias
             return
-        derived = Source(name, known=source.known)
-        for item, offset in _top_level_split(select.group(1)):
-            start = select.start(1) + offset
-            alias_match = re.search(r"\bAS\s+(\w+)\s*$", item, re.IGNORECASE)
-            expression = item[: alias_match.start()] if alias_match else item
-            column_type = self._expression_type(migration, statement, start, expression, source)
-            alias = alias_match.group(1) if alias_match else expression.strip()
-            derived.columns[alias.lower()] = column_type
-        rest = select.group(3)
-        group = re.search(r"\bGROUP\s+BY\s+(.*?)(\bEMIT\b|\bHAVING\b|;|$)", rest, re.IGNORECASE | re.DOTALL)
-        if group:
-            for expression, offset in _top_level_split(group.group(1)):
-                start = select.start(3) + group.start(1) + offset
-                self._expression_type(migration, statement, start, expression, source)
-        window = WINDOW.search(rest)
-        if window:
-            self._window(migration, statement, select.start(3) + window.start(), window)
-        self.sources[name] = derived
+        column_type, alias = self._expression(item, scope, aliased=True)
+        if alias is None and (len(item) == 1 or (len(item) == 3 and item[1].is_("."))):
+            alias = item[-1]  # a column keeps its name (ColumnNames); other unnamed items become KSQL_COL_n
+        derived.columns[alias.name if alias else f"ksql_col_{index}"] = column_type
 
-    def _expression_type(
-        self, migration: Migration, statement: Statement, start: int, text: str, source: Source
-    ) -> str:
-        """Check an expression's columns, aggregates and arithmetic; return its ksqlDB type (or UNKNOWN)."""
-
-        def report(offset: int, item: str, message: str) -> None:
-            self._problem(migration, statement, start + offset, item, message)
-
+    def _expression(
+        self, tokens: list[Token], scope: dict[str, Source], aliased: bool = False
+    ) -> tuple[str, Token | None]:
+        """Check an expression's columns, functions and arithmetic: its ksqlDB type (or UNKNOWN) and [AS] alias."""
+        if not tokens:
+            return UNKNOWN, None
+        checker = Checker(tokens, scope, self.text)
+        alias = None
         try:
-            return ExpressionChecker(text, source).check(report)
-        except Unsupported:
-            self._column_names(text, source, report)
-            return UNKNOWN
+            typed = checker.expression()
+            if aliased and (checker.accept("AS") or checker.position == len(tokens) - 1):
+                alias = checker.next()
+                if alias.kind not in ("identifier", "quoted"):
+                    raise Unsupported(alias, "an alias")
+            if checker.peek() is not None:
+                raise Unsupported(checker.peek(), "the end of the expression")
+        except Unsupported as exc:
+            self._not_read(exc, tokens[-1], snippet(self.text, tokens[0], tokens[-1]))
+            return UNKNOWN, None
+        for token, item, message in checker.problems:
+            self._problem(token, item, message)
+        return typed.type, alias
 
-    @staticmethod
-    def _column_names(text: str, source: Source, report: Report) -> None:
-        """Only the columns of an expression ExpressionChecker cannot read: every other word must be one."""
-        for match in re.finditer(r"(?<![\w'.])([A-Za-z_]\w*)\b(?!\s*\()", text):
-            word = match.group(1).lower()
-            if word not in KEYWORDS and word not in PSEUDO and word not in source.columns and source.known:
-                known = ", ".join(sorted(source.columns))
-                report(match.start(), f"column {match.group(1)}", f"unknown column in {source.name} (it has: {known})")
-
-    def _window(self, migration: Migration, statement: Statement, offset: int, window: re.Match[str]) -> None:
-        kind, clauses = window.group(1).upper(), window.group(2)
-        item = " ".join(window.group(0).split())
-        grammar, head = WINDOW_GRAMMAR[kind]
-        parsed = grammar.match(clauses)
-        if parsed is None:
+    def _window(self, tokens: list[Token]) -> None:
+        """WINDOW [name] TUMBLING|HOPPING|SESSION (clause, ...): the grammar's clause order, RETENTION and grace."""
+        item = snippet(self.text, tokens[0], tokens[-1])
+        at = next((index for index in (1, 2) if index < len(tokens) and tokens[index].is_(*WINDOWS)), 0)
+        kind = tokens[at].text.upper() if at else ""  # SqlBase.g4 windowExpression: an optional name first
+        durations = self._durations(kind, tokens[at + 1 :]) if at else None
+        if durations is None:
+            heads = ", ".join(" ".join((*words, "n unit")) for words in WINDOWS.get(kind, [("...",)]))
             message = (
-                f"not ksqlDB 0.29 window syntax: {kind} ({head}[, RETENTION n unit][, GRACE PERIOD n unit]), "
-                "in that order, unit one of MILLISECOND(S), SECOND(S), MINUTE(S), HOUR(S), DAY(S)"
+                f"not ksqlDB 0.29 window syntax: {kind or 'TUMBLING|HOPPING|SESSION'} ({heads}[, RETENTION n unit]"
+                "[, GRACE PERIOD n unit]), in that order, unit one of MILLISECOND(S), SECOND(S), MINUTE(S), "
+                "HOUR(S), DAY(S)"
             )
-            self._problem(migration, statement, offset, item, message)
+            self._problem(tokens[0], item, message)
             return
-        size = _milliseconds(parsed.group("size"))
-        grace_given = parsed.group("grace")
-        grace = _milliseconds(grace_given) if grace_given else max(DEFAULT_GRACE_BASE_MS - size, 0)
+        size = durations["SIZE"][0]
+        grace = durations["GRACE"][0] if "GRACE" in durations else max(DEFAULT_GRACE_BASE_MS - size, 0)
         needed = _in_units(size + grace)
-        retention_given = parsed.group("retention")
-        if retention_given is None:
+        if "RETENTION" not in durations:
             message = (
                 f"no RETENTION: the window store keeps only size + grace ({needed}), so pull queries see only the "
                 "last windows; add RETENTION n DAYS after SIZE "
                 "(ksqlDB 0.29: SIZE, [ADVANCE BY,] RETENTION, GRACE PERIOD)"
             )
-            self._problem(migration, statement, offset, item, message)
+            self._problem(tokens[0], item, message)
             return
-        if _milliseconds(retention_given) >= size + grace:
+        retention_ms, retention = durations["RETENTION"]
+        if retention_ms >= size + grace:
             return
-        retention = " ".join(retention_given.upper().split())
         refused = (
             'Kafka Streams refuses the window store ("must be no smaller than its window size plus the grace '
             'period") and the query fails'
         )
-        if grace_given:
+        if "GRACE" in durations:
             message = (
                 f"RETENTION {retention} is less than size + grace ({needed}): {refused}; "
                 f"use RETENTION of at least {needed}"
@@ -543,7 +582,28 @@ class Validator:
                 f"GRACE PERIOD is missing, 24 hours minus the size ({_in_units(grace)}): {refused}; add GRACE PERIOD "
                 f"n unit after RETENTION, or use RETENTION of at least {needed}"
             )
-        self._problem(migration, statement, offset, item, message)
+        self._problem(tokens[0], item, message)
+
+    @staticmethod
+    def _durations(kind: str, tokens: list[Token]) -> dict[str, tuple[int, str]] | None:
+        """'(' clause, ... ')' of a window: each clause's (milliseconds, "n UNIT") by its first word (SIZE for a
+        session's gap), or None unless the clauses are those of the kind, in the grammar's order."""
+        cursor = Cursor(tokens)
+        try:
+            clauses = cursor.group()
+        except Unsupported:
+            return None
+        words = [tuple(token.text.upper() for token in clause[:-2]) for clause in clauses]
+        first, tail = WINDOWS[kind], words[len(WINDOWS[kind]) :]
+        if words[: len(first)] != first or tail != [w for w in WINDOW_TAIL if w in tail] or cursor.peek():
+            return None
+        durations = {}
+        for clause, clause_words in zip(clauses, words, strict=True):
+            if len(clause) < 2 or not clause[-2].text.isdigit() or not clause[-1].is_(*UNITS):
+                return None
+            number, unit = clause[-2].text, clause[-1].text.upper()
+            durations[(clause_words or ("SIZE",))[0]] = (int(number) * UNITS[unit], f"{number} {unit}")
+        return durations
 
 
 def validate(migrations: list[Migration], variables: dict[str, str]) -> list[Problem]:

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from k2.cli.main import cli
 from k2.ksql.migrations import MIGRATIONS_DIR, MigrationError, load_migrations, resolve, split_statements
-from k2.ksql.validate import Validator, arithmetic_type, validate
+from k2.ksql.rules import FUNCTIONS, UNKNOWN, Function
+from k2.ksql.validate import Problem, Validator, arithmetic_type, validate
 
 TOPICS = {"trades_topic": "market.crypto.trades.binance"}
 BAD = Path(__file__).parent / "ksql_bad"
@@ -241,3 +242,186 @@ def test_every_aggregate_groups_by_its_sources_key_so_ksqldb_adds_no_repartition
     assert len(grouped) == 7
     for name, source, group_by in grouped:
         assert group_by == keys[source], f"{name} groups by {group_by}, not {source}'s key {keys[source]}"
+
+
+def _check(tmp_path: Path, sql: str) -> tuple[Validator, list[Problem]]:
+    """The real trades stream, then sql as a second migration: the validator (its sources) and its problems."""
+    shutil.copy(MIGRATIONS_DIR / "V000001__create_trades_stream.sql", tmp_path)
+    (tmp_path / "V000002__under_test.sql").write_text(sql)
+    validator = Validator()
+    return validator, validator.check(load_migrations(tmp_path), TOPICS)
+
+
+def _select(tmp_path: Path, expression: str) -> tuple[str, list[str]]:
+    """The type of one aggregated SELECT item over the trades stream, and the problems' messages."""
+    sql = (
+        f"CREATE TABLE t WITH (KAFKA_TOPIC = 'x', VALUE_FORMAT = 'AVRO') AS\nSELECT symbol_key, {expression} AS x\n"
+        "FROM trades_stream GROUP BY symbol_key EMIT CHANGES;\n"
+    )
+    validator, problems = _check(tmp_path, sql)
+    return validator.sources["t"].columns["x"], [p.message for p in problems]
+
+
+@pytest.mark.parametrize(
+    ("expression", "result", "problem"),
+    [
+        ("COUNT(*)", "BIGINT", None),
+        ("COUNT(side)", "BIGINT", None),
+        ("SUM(trade_id)", "BIGINT", None),
+        ("SUM(CAST(price AS DECIMAL(38, 8)))", "DECIMAL(38, 8)", None),
+        ("SUM(side)", UNKNOWN, "needs a numeric argument, side is STRING"),
+        ("SUM(price)", "DECIMAL(28, 8)", "can overflow: ksqlDB keeps SUM in its argument's type, DECIMAL(28, 8)"),
+        ("AVG(trade_id)", "DOUBLE", None),
+        ("AVG(CAST(price AS DOUBLE))", "DOUBLE", None),
+        (
+            "AVG(price)",
+            UNKNOWN,
+            "needs an INTEGER, BIGINT or DOUBLE argument, price is DECIMAL(28, 8) (AverageUdaf has no DECIMAL "
+            "form); use AVG(CAST(price AS DOUBLE))",
+        ),
+        ("MIN(price)", "DECIMAL(28, 8)", None),
+        ("MAX(side)", "STRING", None),  # MaxKudaf takes strings too
+        ("MIN(trade_time)", "TIMESTAMP", None),
+        ("MAX(vendor_data)", UNKNOWN, "needs a number, DATE, TIME, TIMESTAMP, STRING or BYTES argument"),
+        ("EARLIEST_BY_OFFSET(vendor_data)", "MAP<STRING, STRING>", None),
+        ("LATEST_BY_OFFSET(price)", "DECIMAL(28, 8)", None),
+        ("LATEST_BY_OFFSET(price, 3)", UNKNOWN, None),  # other forms are not typed
+        ("UCASE(side)", UNKNOWN, None),  # a function without a row is not typed
+    ],
+)
+def test_function_rules_come_from_one_table(tmp_path: Path, expression: str, result: str, problem: str | None) -> None:
+    column_type, messages = _select(tmp_path, expression)
+    assert column_type == result
+    assert [m[: len(problem)] for m in messages] == ([problem] if problem else [])
+
+
+def test_an_aggregate_is_one_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _select(tmp_path, "STDDEV_SAMPLE(price)") == (UNKNOWN, [])
+    doubles = frozenset({"INTEGER", "BIGINT", "DOUBLE"})
+    monkeypatch.setitem(FUNCTIONS, "STDDEV_SAMPLE", Function(doubles, "DOUBLE", "an INTEGER, BIGINT or DOUBLE"))
+    assert _select(tmp_path, "STDDEV_SAMPLE(trade_id)") == ("DOUBLE", [])
+    assert _select(tmp_path, "STDDEV_SAMPLE(price)")[1] == [
+        "needs an INTEGER, BIGINT or DOUBLE argument, price is DECIMAL(28, 8)"
+    ]
+
+
+def test_dividing_a_decimal_by_a_power_of_two_or_five_is_exact(tmp_path: Path) -> None:
+    assert _select(tmp_path, "LATEST_BY_OFFSET((price + price) / 2)") == ("DECIMAL(40, 19)", [])
+    assert _select(tmp_path, "LATEST_BY_OFFSET(price / 100)") == ("DECIMAL(39, 19)", [])
+    column_type, messages = _select(tmp_path, "LATEST_BY_OFFSET(price / 3)")
+    assert column_type == "DECIMAL(39, 19)" and messages[0].startswith("divides DECIMAL(28, 8) by INTEGER")
+
+
+QUOTE = {
+    "type": "record",
+    "name": "Quote",
+    "fields": [
+        {"name": "symbol", "type": "string"},
+        {"name": "bid", "type": {"type": "bytes", "logicalType": "decimal", "precision": 28, "scale": 8}},
+        {"name": "ask", "type": {"type": "bytes", "logicalType": "decimal", "precision": 28, "scale": 8}},
+        {"name": "quoteTime", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    ],
+}
+QUOTES = """DEFINE quotes_topic = 'market.crypto.quotes.binance';
+
+CREATE STREAM IF NOT EXISTS quotes_stream (symbol_key STRING KEY)
+WITH (KAFKA_TOPIC = '${quotes_topic}', KEY_FORMAT = 'KAFKA', VALUE_FORMAT = 'AVRO', TIMESTAMP = 'quotetime');
+
+CREATE TABLE IF NOT EXISTS quotes_1m
+WITH (KAFKA_TOPIC = 'market.crypto.quotes.binance.1m', KEY_FORMAT = 'KAFKA', VALUE_FORMAT = 'AVRO') AS
+SELECT
+    symbol_key AS symbol,
+    WINDOWSTART AS interval_start,
+    LATEST_BY_OFFSET(ask - bid) AS spread,
+    LATEST_BY_OFFSET((ask + bid) / 2) AS mid,
+    AVG(CAST(ask - bid AS DOUBLE)) AS mean_spread,
+    MIN(bid) AS low_bid,
+    MAX(ask) AS high_ask,
+    COUNT(*) AS quote_count
+FROM quotes_stream
+WHERE bid IS NOT NULL AND ask > bid
+WINDOW TUMBLING (SIZE 1 MINUTE, RETENTION 7 DAYS, GRACE PERIOD 10 SECONDS)
+GROUP BY symbol_key
+EMIT CHANGES;
+
+CREATE TABLE IF NOT EXISTS quotes_latest
+WITH (KAFKA_TOPIC = 'market.crypto.quotes.binance.latest', KEY_FORMAT = 'KAFKA', VALUE_FORMAT = 'AVRO') AS
+SELECT symbol_key AS symbol, LATEST_BY_OFFSET(bid) AS bid, LATEST_BY_OFFSET(ask) AS ask
+FROM quotes_stream
+GROUP BY symbol_key
+EMIT CHANGES;
+
+CREATE STREAM IF NOT EXISTS trades_quoted
+WITH (KAFKA_TOPIC = 'market.crypto.trades.binance.quoted', KEY_FORMAT = 'KAFKA', VALUE_FORMAT = 'AVRO') AS
+SELECT t.symbol_key AS symbol, t.price, q.bid, q.ask, t.price - q.bid AS above_bid
+FROM trades_stream t
+LEFT JOIN quotes_latest AS q ON t.symbol_key = q.symbol
+EMIT CHANGES;
+"""
+
+
+@pytest.fixture
+def quotes_declared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second topic with its own Avro contract, as schemas/topics.toml and schemas/quote.avsc would declare it."""
+    from k2.schemas import contract
+
+    topics = contract.load_topics()
+    topics["quotes"] = contract.TopicSpec("quotes", "market.crypto.quotes.binance", 6, value_schema="quote.avsc")
+    monkeypatch.setattr("k2.ksql.validate.load_topics", lambda: topics)
+    real = contract.parsed_schema
+    monkeypatch.setattr("k2.ksql.validate.parsed_schema", lambda name: QUOTE if name == "quote.avsc" else real(name))
+
+
+def test_a_second_stream_and_table_over_another_contract_and_a_join_validate(
+    tmp_path: Path, quotes_declared: None
+) -> None:
+    validator, problems = _check(tmp_path, QUOTES)
+    assert problems == []
+    assert validator.sources["quotes_1m"].columns == {
+        "symbol": "STRING",
+        "interval_start": "BIGINT",
+        "spread": "DECIMAL(29, 8)",
+        "mid": "DECIMAL(40, 19)",
+        "mean_spread": "DOUBLE",
+        "low_bid": "DECIMAL(28, 8)",
+        "high_ask": "DECIMAL(28, 8)",
+        "quote_count": "BIGINT",
+    }
+    joined = validator.sources["trades_quoted"].columns
+    assert (joined["price"], joined["bid"], joined["above_bid"]) == (
+        "DECIMAL(28, 8)",
+        "DECIMAL(28, 8)",
+        "DECIMAL(29, 8)",
+    )
+
+
+def test_a_join_resolves_columns_through_its_aliases(tmp_path: Path, quotes_declared: None) -> None:
+    bad = QUOTES.replace("q.bid, q.ask", "q.bid, q.price, z.ask").replace("q.symbol\n", "q.symbol AND spread > 0\n")
+    problems = [(p.line, p.item, p.message) for p in _check(tmp_path, bad)[1]]
+    has = "ask, bid, symbol"
+    assert problems == [
+        (32, "column price", f"unknown column in quotes_latest (it has: {has})"),
+        (32, "source z", "not in FROM (t, q)"),
+        (34, "column spread", "unknown column in trades_stream or quotes_latest (it has: ask, bid, event_time, "
+         "exchange, ingest_time, is_buyer_maker, price, quantity, side, symbol, symbol_key, trade_id, trade_time, "
+         "vendor_data)"),
+    ]  # fmt: skip
+
+
+def test_what_the_validator_does_not_read_is_reported_where_it_stops(tmp_path: Path) -> None:
+    sql = "CREATE STREAM s AS SELECT\n  TRANSFORM(ARRAY[1], x => x + 1) AS y\nFROM trades_stream EMIT CHANGES;\n"
+    (problem,) = _check(tmp_path, sql)[1]
+    assert (problem.line, problem.column, problem.item) == (2, 13, "TRANSFORM(ARRAY[1], x => x + 1) AS y")
+    assert problem.message.startswith("not read by k2 ksql validate (it reads ksqlDB 0.29's grammar but for lambdas")
+    assert problem.message.endswith("expected an expression at line 2, column 13")
+
+
+def test_problems_point_at_the_line_and_column_of_their_token(copy: Path) -> None:
+    _edit(copy, "V000002__create_candles_1m.sql", "MAX(price) AS high", "MAX(best_price) AS high")
+    (problem,) = validate(load_migrations(copy), TOPICS)
+    line = (copy / "V000002__create_candles_1m.sql").read_text().splitlines()[problem.line - 1]
+    assert line[problem.column - 1 :].startswith("best_price) AS high")
+    _edit(copy, "V000002__create_candles_1m.sql", "MAX(best_price) AS high", "MAX(price) AS high")
+    _edit(copy, "V000001__create_trades_stream.sql", "TIMESTAMP = 'trade_time'", "TIMESTAMP = 'side'")
+    (problem,) = validate(load_migrations(copy), TOPICS)
+    assert (problem.line, problem.column) == (13, 17)
