@@ -13,10 +13,12 @@ from .settings import Settings
 
 
 def _defaults(variables: dict[str, str]) -> dict[str, str]:
-    """Topic names from schemas/topics.toml unless given: the files' DEFINEs are only fallbacks."""
+    """Topic names from schemas/topics.toml unless given (`trades_topic` for [topics.trades], `trades_dlq_topic`
+    for [topics.trades-dlq]...): the files' DEFINEs are only fallbacks."""
     from k2.schemas.contract import load_topics
 
-    return {"trades_topic": load_topics()["trades"].name, **variables}
+    topics = {f"{key.replace('-', '_')}_topic": topic.name for key, topic in load_topics().items()}
+    return {**topics, **variables}
 
 
 variable_option = click.option(
@@ -211,8 +213,9 @@ def validate(defines: tuple[str, ...], fmt: str) -> None:
     migrations = load_migrations()
     problems = run_validate(migrations, _defaults(assignments(defines, "-d")))
     if problems or fmt != "table":  # scripts get an empty array / a header when all is valid
-        rows = [{"file": p.file, "line": p.line, "item": p.item, "problem": p.message} for p in problems]
-        emit(rows, fmt, ("file", "line", "item", "problem"))
+        rows = [{"file": p.file, "line": p.line, "column": p.column, "item": p.item, "problem": p.message}
+                for p in problems]  # fmt: skip
+        emit(rows, fmt, ("file", "line", "column", "item", "problem"))
     if problems:
         click.echo(f"Error: {len(problems)} problem(s) in ksql/migrations", err=True)
         sys.exit(1)
