@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 
 # One alternative per lexer rule of SqlBase.g4, in its order where two can match the same text (ANTLR takes the
 # longest match, then the rule defined first): `1E5` is a FLOATING_POINT_VALUE, `1m` a DIGIT_IDENTIFIER. The
-# lexer reads case-insensitively (CaseInsensitiveStream), so LETTER [A-Z] is any ASCII letter here.
+# lexer reads case-insensitively (CaseInsensitiveStream), so LETTER [A-Z] is any ASCII letter here. SIMPLE_COMMENT is
+# '--' ~'@' ~[\r\n]*: the one character after -- may be a newline, so a bare `--` line also comments out the next.
 _TOKEN = re.compile(
     r"""(?P<space>[ \t\r\n]+)
-      | (?P<comment>--[^\r\n]*|/\*.*?\*/)
+      | (?P<comment>--.[^\r\n]*|/\*.*?\*/)
       | (?P<string>'(?:[^']|'')*')
       | (?P<quoted>"(?:[^"]|"")*"|`(?:[^`]|``)*`)
       | (?P<variable>\$\{[A-Za-z_][\w@]*\})
@@ -30,6 +31,7 @@ _TOKEN = re.compile(
 # Inside a string literal ksqlDB fills ${name} as plain text (VariableSubstitutor.visitStringLiteral).
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][\w@]*)\}", re.ASCII)
 _UNTERMINATED = {"'": "string", '"': "quoted identifier", "`": "quoted identifier"}
+_BARE_DASHES = "a bare '--' line makes ksqlDB 0.29 read the next line as comment too; write '-- ' or remove it"
 
 
 class LexError(ValueError):
@@ -78,16 +80,18 @@ def lex(source: str) -> list[Token]:
     tokens: list[Token] = []
     offset, line, line_start = 0, 1, 0
     while offset < len(source):
-        match = _TOKEN.match(source, offset)
+        match, column = _TOKEN.match(source, offset), offset - line_start + 1
         if match is None or match.lastgroup is None:
             opening = source[offset]
             what = f"unterminated {_UNTERMINATED[opening]}" if opening in _UNTERMINATED else f"unexpected {opening!r}"
-            raise LexError(what, line, offset - line_start + 1)
+            raise LexError(what, line, column)
         text = match.group()
-        if text == "/" and source.startswith("/*", offset):  # ANTLR would read / and *, and a ';' after them
-            raise LexError("unterminated comment", line, offset - line_start + 1)
+        if text == "/" and source.startswith("/*", offset):  # ANTLR reads it as / and *, then splits at a ';'
+            raise LexError("unterminated comment", line, column)
+        if text.startswith("--\n") and text[3:].strip() and not text[3:].lstrip().startswith("--"):
+            raise LexError(_BARE_DASHES, line, column)  # it would hide a line of the statement from ksqlDB
         if match.lastgroup not in ("space", "comment"):
-            tokens.append(Token(match.lastgroup, text, offset, match.end(), line, offset - line_start + 1))
+            tokens.append(Token(match.lastgroup, text, offset, match.end(), line, column))
         if "\n" in text:
             line += text.count("\n")
             line_start = offset + text.rindex("\n") + 1

@@ -122,3 +122,11 @@ def _write(directory: Path, name: str, text: str) -> Path:
     path = directory / name
     path.write_text(text)
     return path
+
+
+def test_a_bare_comment_line_hides_the_next_line_as_in_ksqldb() -> None:
+    # SqlBase.g4 SIMPLE_COMMENT is '--' ~'@' ~[\r\n]*: the newline after a bare -- is its one character.
+    assert kinds("--\n-- a header\n--\n\nSELECT 1;") == [("identifier", "SELECT"), ("number", "1"), ("symbol", ";")]
+    assert kinds("-- \nSELECT 1;")[0] == ("identifier", "SELECT")
+    with pytest.raises(LexError, match="^3:1: a bare '--' line makes ksqlDB 0.29 read the next line as comment"):
+        lex("SELECT *\nFROM t\n--\nWHERE x = 1;")
