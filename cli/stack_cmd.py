@@ -14,7 +14,7 @@ from k2.stack.ports import SERVICE_NAMES, Ports, stack_ports
 if TYPE_CHECKING:
     from k2.stack.manager import Stack
 
-from .options import DURATION
+from .options import DURATION, POSITIVE_DURATION
 from .output import Progress, emit, format_option
 from .settings import Settings
 
@@ -253,3 +253,157 @@ def reset(settings: Settings, yes: bool, include_cache: bool, dry_run: bool, fmt
     rows += [{"target": str(path), "action": "deleted"} for path in the_stack.reset(include_cache)]
     emit(rows, fmt, ("target", "action"))
     click.echo(f"Deleted {what} ({len(rows)} entries).", err=True)
+
+
+@stack.command()
+@click.option("--interval", type=POSITIVE_DURATION, default="10s", show_default=True, help="Time between checks.")
+@click.option(
+    "--connect-grace",
+    type=POSITIVE_DURATION,
+    default="60s",
+    show_default=True,
+    help="Kill and restart a running Connect worker whose REST API has not answered for this long (and at "
+    "least 3 probes in a row).",
+)
+@click.option(
+    "--start-timeout",
+    type=POSITIVE_DURATION,
+    default="5m",
+    show_default=True,
+    help="How long a restarted service may take to be healthy (and a new worker to answer at all).",
+)
+@click.option(
+    "--max-restarts-per-hour",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Restarts of one service or connector within an hour before the supervisor gives up on it and says so.",
+)
+@click.option(
+    "--first-backoff",
+    type=POSITIVE_DURATION,
+    default="10s",
+    show_default=True,
+    help="Wait after a first restart before another; each further wait doubles up to --max-backoff.",
+)
+@click.option("--max-backoff", type=POSITIVE_DURATION, default="5m", show_default=True, help="The longest wait.")
+@click.option(
+    "--services/--no-services",
+    default=True,
+    show_default=True,
+    help="Also restart the local stack's processes in K2_HOME (--no-services: connectors only, as in Compose, "
+    "where Docker's restart policy restarts containers).",
+)
+@click.option(
+    "--heartbeat",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A file rewritten with a JSON status after every check (a health check).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    envvar="K2_SUPERVISOR_METRICS_PORT",
+    help="Prometheus metrics (restarts, failed tasks, give-ups) on HOST:PORT/metrics; 0: off.  "
+    "[env: K2_SUPERVISOR_METRICS_PORT]",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="K2_METRICS_HOST",
+    help="With --metrics-port: the address to listen on (0.0.0.0 in a container).  [env: K2_METRICS_HOST]",
+)
+@click.option("--once", is_flag=True, help="Check once, act, print what was done, and exit.")
+@click.option("--dry-run", is_flag=True, help="Check once and print what would be done; change nothing.")
+@format_option()
+@click.pass_obj
+def supervise(
+    settings: Settings,
+    interval: float,
+    connect_grace: float,
+    start_timeout: float,
+    max_restarts_per_hour: int,
+    first_backoff: float,
+    max_backoff: float,
+    services: bool,
+    heartbeat: Path | None,
+    metrics_port: int,
+    metrics_host: str,
+    once: bool,
+    dry_run: bool,
+    fmt: str,
+) -> None:
+    """Keep the stack and K2's connectors up; `k2 stack up` runs this as the `supervisor` service.
+
+    Every --interval: a stack service whose process has exited is started again (as `k2 stack up`
+    does); a Connect worker whose process runs but whose REST API has not answered for --connect-grace
+    is killed (SIGKILL) and started again; a connector of connect/*.json whose connector or tasks are
+    FAILED is restarted through Connect's REST API (failed parts only, KIP-745). Connectors K2 does not
+    define are never touched. Restarts back off (--first-backoff doubling to --max-backoff); after
+    --max-restarts-per-hour of one target within an hour the supervisor stops restarting it and reports
+    it (log, metrics, `k2 status`) until it is seen healthy again.
+
+    \b
+    Examples:
+      k2 stack supervise --dry-run
+      k2 stack supervise --once --format json
+      k2 stack supervise --metrics-port 9465 --heartbeat /tmp/k2-supervisor.heartbeat
+      k2 --connect-url http://connect:8083 stack supervise --no-services
+    """
+    import logging
+
+    from k2.connect.deploy import ConnectClient, connector_files, load_connector
+    from k2.stack.restarts import RestartPolicy
+    from k2.stack.supervisor import ACTION_COLUMNS, Options, Supervisor, serve_metrics
+
+    policy = RestartPolicy(first_backoff_s=first_backoff, max_backoff_s=max_backoff, max_per_hour=max_restarts_per_hour)
+    options = Options(
+        interval_s=interval,
+        connect_grace_s=connect_grace,
+        start_timeout_s=start_timeout,
+        policy=policy,
+        services=services,
+    )
+    the_stack = None
+    if services:
+        from k2.stack.ports import Ports, recorded_ports
+
+        recorded = recorded_ports(settings.home)
+        if not recorded:
+            raise click.ClickException(
+                f"no local stack in {settings.home} (no {settings.home}/ports.json); start it with `k2 stack up`, "
+                "point --home / K2_HOME at it, or pass --no-services to restart connectors only"
+            )
+        # The ports this stack was started on, and nothing else: a K2_*_PORT of this shell must not move it.
+        from k2.stack.manager import Stack, default_cache
+        from k2.stack.services import Context
+
+        ports = Ports.from_env({Ports.ENV[name]: str(port) for name, port in recorded.items()})
+        the_stack = Stack(Context(settings.home, default_cache(), ports))
+
+    def k2_connectors() -> list[str]:
+        return [load_connector(path).name for path in connector_files()]
+
+    supervisor = Supervisor(
+        ConnectClient(settings.connect_url, timeout=30), k2_connectors, options, the_stack, heartbeat
+    )
+    if dry_run or once:
+        actions = supervisor.check(dry_run=dry_run)
+        emit([action.row() for action in actions], fmt, ACTION_COLUMNS)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    supervisor_log = logging.getLogger("k2.supervisor")
+    supervisor_log.addHandler(handler)
+    supervisor_log.setLevel(logging.INFO)
+    supervisor_log.propagate = False
+    if metrics_port:
+        serve_metrics(supervisor.stats, metrics_port, metrics_host)
+    supervisor_log.info(
+        "supervising %s every %.0fs", "the stack in " + str(settings.home) if services else "connectors", interval
+    )
+    try:
+        supervisor.run()
+    except KeyboardInterrupt:
+        return

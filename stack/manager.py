@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -10,9 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import IO
 
 from .exceptions import StackError
 from .ports import HOST, PORTS_FILE, Ports, port_flag
@@ -38,7 +41,20 @@ from .services import (
 )
 
 Progress = Callable[[str], None]
-STATE_DIRS = ("logs", "run", "data", "kafka", "connect", "registry", "maintainer", "metrics", "alerts", "tmp")
+STATE_DIRS = (
+    "logs",
+    "run",
+    "data",
+    "kafka",
+    "connect",
+    "registry",
+    "maintainer",
+    "metrics",
+    "alerts",
+    "supervisor",
+    "tmp",
+)
+LOCK_FILE = "stack.lock"  # under run/: held by `up` and by the supervisor's restarts
 WAREHOUSE_FILE = "warehouse.json"  # where the catalog's warehouse is, as the last `up` that started it said
 # States that need nothing done: a service skipped by `up` (its Go program could not be had) is not a failure.
 OK_STATES = ("running", "skipped")
@@ -48,6 +64,7 @@ PORT_ROLES = {
     "controller": "the Kafka controller",
     "kafka_jmx": "the broker's JMX exporter",
     "connect_jmx": "the Connect worker's JMX exporter",
+    "supervisor": "the supervisor's metrics",
 }
 
 
@@ -207,6 +224,8 @@ class Stack:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._lock_depth = 0
+        self._lock_handle: IO[str] | None = None
 
     # -- bookkeeping -------------------------------------------------------------------------
     def log_path(self, svc: Service) -> Path:
@@ -239,14 +258,56 @@ class Stack:
             return record["pid"]
         return None
 
-    def state(self, svc: Service) -> ServiceState:
-        record = self._record(svc)
+    def process_state(self, svc: Service) -> tuple[str, int | None]:
+        """The process alone, without a health check: (alive | crashed | skipped | stopped, pid)."""
         pid = self.pid(svc)
-        if pid is None:
-            state = "crashed" if record else "skipped" if self.skipped(svc) else "stopped"
-        else:
+        if pid is not None:
+            return "alive", pid
+        if self._record(svc):
+            return "crashed", None  # started by `up`, not stopped by `down`, and gone
+        return ("skipped" if self.skipped(svc) else "stopped"), None
+
+    def state(self, svc: Service) -> ServiceState:
+        state, pid = self.process_state(svc)
+        if state == "alive":
             state = "running" if svc.health(self.ctx) else "unhealthy"
         return ServiceState(svc.name, svc.url(self.ctx), state, pid, str(self.log_path(svc)))
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the state directory's lock: `up` and the supervisor's restarts never start one service
+        twice. Re-entrant within this object (the supervisor's restart calls `up` while holding it)."""
+        if self._lock_depth == 0:
+            self.ctx.run.mkdir(parents=True, exist_ok=True)
+            self._lock_handle = (self.ctx.run / LOCK_FILE).open("a")
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX)  # released by the kernel too if this process dies
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0 and self._lock_handle is not None:
+                self._lock_handle.close()
+                self._lock_handle = None
+
+    def kill(self, svc: Service, pid: int, wait: float = 30.0) -> None:
+        """SIGKILL the service's process group (a hung or stopped JVM never handles SIGTERM) and wait until
+        it is gone and its ports are free; its pid record stays, so it reads as crashed until started."""
+        record = self._record(svc)
+        ticks = (record["ticks"] or None) if record and record["pid"] == pid else None
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while _alive(pid, ticks) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _reap(pid)
+        if _alive(pid, ticks):
+            raise StackError(f"{svc.name} (pid {pid}) did not exit within {wait:.0f}s of SIGKILL")
+        outcome = self._ports_freed(svc, time.monotonic() + wait, "killed")
+        if outcome != "killed":
+            raise StackError(f"{svc.name}: {outcome}")
 
     def states(self) -> list[ServiceState]:
         return [self.state(svc) for svc in SERVICES]
@@ -326,9 +387,35 @@ class Stack:
 
     def up(self, timeout: float, progress: Progress, only: Iterable[str] = ()) -> list[ServiceState]:
         """Start every service (or those in ``only`` and what they depend on) that is not already running,
-        and wait until all of them are healthy."""
+        and wait until all of them are healthy. Holds the state directory's lock meanwhile."""
         java = find_java()
-        warehouse_uri, s3_endpoint = self._warehouse()
+        warehouse_uri, s3_endpoint = self._warehouse()  # both refuse before anything is written
+        if self._lock_depth == 0 and self._locked_elsewhere():
+            progress("Waiting for the supervisor's restart to finish")
+        with self.lock():
+            return self._up(java, warehouse_uri, s3_endpoint, timeout, progress, only)
+
+    def _locked_elsewhere(self) -> bool:
+        if not (self.ctx.run / LOCK_FILE).exists():
+            return False
+        try:
+            with (self.ctx.run / LOCK_FILE).open("a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return False
+
+    def _up(
+        self,
+        java: str,
+        warehouse_uri: str | None,
+        s3_endpoint: str | None,
+        timeout: float,
+        progress: Progress,
+        only: Iterable[str],
+    ) -> list[ServiceState]:
         ctx = replace(self.ctx, java=java, warehouse_uri=warehouse_uri, s3_endpoint=s3_endpoint)
         self.ctx = ctx
         for sub in ("logs", "run", "data", "tmp"):

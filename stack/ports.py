@@ -14,7 +14,7 @@ from .exceptions import StackError
 HOST = "127.0.0.1"
 PORTS_FILE = "ports.json"
 # The services of stack/services.py, in start order (a unit test keeps the two equal).
-SERVICE_NAMES = ("kafka", "registry", "catalog", "connect", "maintainer", "metrics", "alerts")
+SERVICE_NAMES = ("kafka", "registry", "catalog", "connect", "maintainer", "metrics", "alerts", "supervisor")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Ports:
     connect_jmx: int = 9405  # the Connect worker's JMX exporter (/metrics)
     metrics: int = 8428  # VictoriaMetrics
     alerts: int = 8880  # vmalert
+    supervisor: int = 9465  # the supervisor's metrics (`k2 stack supervise --metrics-port`)
 
     ENV = {
         "kafka": "K2_KAFKA_PORT",
@@ -43,6 +44,7 @@ class Ports:
         "connect_jmx": "K2_CONNECT_JMX_PORT",
         "metrics": "K2_METRICS_PORT",
         "alerts": "K2_ALERTS_PORT",
+        "supervisor": "K2_SUPERVISOR_PORT",
     }
 
     @classmethod
@@ -92,6 +94,7 @@ def urls(ports: Ports) -> dict[str, str]:
         "connect_jmx": f"http://{HOST}:{ports.connect_jmx}/metrics",
         "metrics": f"http://{HOST}:{ports.metrics}",
         "alerts": f"http://{HOST}:{ports.alerts}",
+        "supervisor": f"http://{HOST}:{ports.supervisor}/metrics",
     }
 
 

@@ -4,6 +4,8 @@ Every service is a plain process on loopback: the JVMs run from jars resolved by
 broker and the Connect worker with the Prometheus JMX exporter attached); the maintainer is
 `k2 tables maintain --watch` itself, run by this Python against the stack's catalog; the metrics server
 (VictoriaMetrics) and the alert evaluator (vmalert) are Go programs ``resolve.py`` builds once.
+The supervisor is `k2 stack supervise`, likewise a Python process of this stack: it restarts the others
+when they die or (the Connect worker) stop answering, and K2's failed connectors (``supervisor.py``).
 The declarative parts (broker and worker properties, logging, JMX exporter rules, scrape jobs, alert
 rules) live in ``stack/config/``, shared with docker-compose.yml; this module only fills in ports and paths.
 """
@@ -132,6 +134,18 @@ class Service:
 
 def _java_args(ctx: Context, heap: str) -> list[str]:
     return [ctx.java, f"-Xmx{heap}", "-XX:+UseG1GC", f"-Djava.io.tmpdir={ctx.home / 'tmp'}"]
+
+
+# The Connect worker's heap and what it does when the heap runs out; docker-compose.yml gives the same flags
+# (KAFKA_HEAP_OPTS; the image's start script keeps G1, as here) and tests/unit/test_compose.py checks it.
+# -XX:+ExitOnOutOfMemoryError: without it an OutOfMemoryError kills only the thread that met it. Measured
+# before (issue 19): the sink's task died of one in ParquetWriter.<init> and stayed FAILED; after
+# `k2 connectors restart` the next one killed the worker's herder thread, and the JVM lived on with a REST
+# API that never answered again. A JVM that exits is what the supervisor and Docker's restart policy restart.
+# -Xmx: see CONNECT_HEAP's measurement in README "Landing in Iceberg"; the sink's Parquet buffers are bounded
+# by the table's write.parquet.row-group-size-bytes (connect/tables.toml), not by this.
+CONNECT_HEAP = "1g"
+CONNECT_JVM_FLAGS = (f"-Xmx{CONNECT_HEAP}", "-XX:+ExitOnOutOfMemoryError")
 
 
 # The JMX exporter's rules per JVM (stack/config/), mounted into the same JVMs by Compose.
@@ -266,7 +280,8 @@ def _prepare_connect(ctx: Context, component: Component) -> tuple[list[str], dic
         "HADOOP_USER_NAME": os.environ.get("HADOOP_USER_NAME", "k2"),
     }
     log4j = f"-Dlog4j2.configurationFile={CONFIG_DIR / 'log4j2.properties'}"
-    cmd = _java_args(ctx, "1g") + [jmx_agent_arg(ctx, "connect"), log4j, "-cp", f"{ctx.lib(component)}/*"]
+    cmd = _java_args(ctx, CONNECT_HEAP) + ["-XX:+ExitOnOutOfMemoryError", jmx_agent_arg(ctx, "connect"), log4j]
+    cmd += ["-cp", f"{ctx.lib(component)}/*"]
     cmd += ["org.apache.kafka.connect.cli.ConnectDistributed", str(CONFIG_DIR / "connect-distributed.properties")]
     return cmd, env, workdir
 
@@ -301,6 +316,7 @@ def local_scrape_targets(ports: Ports, env: Mapping[str, str] | None = None) -> 
         "K2_SCRAPE_PRODUCER": f"{HOST}:{producer}" if producer else None,
         "K2_SCRAPE_MAINTAINER": f"{HOST}:{ports.maintainer}",
         "K2_SCRAPE_REGISTRY": f"{HOST}:{ports.registry}",
+        "K2_SCRAPE_SUPERVISOR": f"{HOST}:{ports.supervisor}",
     }
 
 
@@ -430,6 +446,51 @@ def _interval_seconds(text: str) -> float:
         raise StackError(f"{MAINTAINER_INTERVAL_ENV}: {exc}") from None
 
 
+# The supervisor checks every 10 s; its health check wants a heartbeat within three checks and a minute.
+SUPERVISOR_INTERVAL = "10s"
+
+
+def supervisor_heartbeat(ctx: Context) -> Path:
+    return ctx.run / "supervisor.heartbeat"
+
+
+def supervisor_command(
+    connect_url: str, heartbeat: str, metrics_port: int, metrics_host: str = HOST, home: str | None = None
+) -> list[str]:
+    """The supervisor's arguments after the interpreter. With ``home`` (the local stack) it also restarts
+    that stack's processes; without (Compose, where Docker's restart policy restarts dead containers) it
+    restarts connectors only. The same function builds Compose's command (tests/unit/test_compose.py)."""
+    root = ["-m", "k2.cli", *(["--home", home] if home else []), "--connect-url", connect_url]
+    options = ["--interval", SUPERVISOR_INTERVAL, "--heartbeat", heartbeat]
+    options += ["--metrics-port", str(metrics_port), "--metrics-host", metrics_host]
+    return [*root, "stack", "supervise", *([] if home else ["--no-services"]), *options]
+
+
+def _prepare_supervisor(ctx: Context, component: Component | None) -> tuple[list[str], dict[str, str], Path]:
+    heartbeat = supervisor_heartbeat(ctx)
+    heartbeat.unlink(missing_ok=True)  # healthy only once this process has written one
+    # --home and --connect-url given, so a K2_HOME or K2_CONNECT_URL of the caller's shell cannot point it
+    # at another stack.
+    cmd = [
+        sys.executable,
+        *supervisor_command(
+            f"http://{HOST}:{ctx.ports.connect}", str(heartbeat), ctx.ports.supervisor, home=str(ctx.home)
+        ),
+    ]
+    workdir = ctx.home / "supervisor"
+    workdir.mkdir(parents=True, exist_ok=True)
+    return cmd, {"PYTHONUNBUFFERED": "1"}, workdir
+
+
+def _supervisor_ok(ctx: Context) -> bool:
+    try:
+        age = time.time() - supervisor_heartbeat(ctx).stat().st_mtime
+    except OSError:
+        return False
+    fresh = age < 3 * _interval_seconds(SUPERVISOR_INTERVAL) + 60
+    return fresh and http_ok(urls(ctx.ports)["supervisor"])
+
+
 def _javac_for(java: str) -> str:
     resolved = shutil.which(java) or java
     sibling = Path(os.path.realpath(resolved)).with_name("javac")
@@ -506,6 +567,16 @@ SERVICES: tuple[Service, ...] = (
         health=lambda ctx: http_ok(f"http://{HOST}:{ctx.ports.alerts}/health"),
         prepare=_prepare_alerts,
         tool="vmalert",
+    ),
+    # Last: started once what it watches is up, and stopped first by `down` (which stops in reverse order),
+    # so it never restarts a service `down` is stopping. Not dependent on metrics/alerts, which may be skipped.
+    Service(
+        name="supervisor",
+        component=None,
+        port="supervisor",  # its metrics; its health is the heartbeat file and the metrics answering
+        depends_on=("kafka", "registry", "catalog", "connect"),
+        health=_supervisor_ok,
+        prepare=_prepare_supervisor,
     ),
 )
 

@@ -38,6 +38,7 @@ TEST_PORTS = {
     "K2_CONNECT_JMX_PORT": str(29405 + _OFFSET),
     "K2_METRICS_PORT": str(28428 + _OFFSET),
     "K2_ALERTS_PORT": str(28880 + _OFFSET),
+    "K2_SUPERVISOR_PORT": str(29465 + _OFFSET),
 }
 # Producers in tests serve no metrics (K2_PRODUCER_METRICS_PORT=0) unless a test asks for them on this
 # port, the one `k2 stack up` puts in the metrics server's k2-producer scrape job.

@@ -31,6 +31,7 @@ def test_defaults_are_the_documented_ports() -> None:
         "connect_jmx": 9405,
         "metrics": 8428,
         "alerts": 8880,
+        "supervisor": 9465,
     }
 
 
@@ -91,17 +92,20 @@ def test_port_holder_names_the_listening_process_and_nothing_for_a_free_port(bus
 
 
 # Ports far from the defaults, so a developer's running stack does not interfere.
+# Ports no stack uses, below the kernel's ephemeral range (32768-60999): a port in that range can be taken
+# at any moment by an outbound connection of some process (a running stack's JVM held 39464 once).
 AWAY_PORTS = {
-    "K2_KAFKA_PORT": "39092",
-    "K2_CONTROLLER_PORT": "39093",
-    "K2_REGISTRY_PORT": "38081",
-    "K2_CONNECT_PORT": "38083",
-    "K2_CATALOG_PORT": "38181",
-    "K2_MAINTAINER_PORT": "39464",
-    "K2_KAFKA_JMX_PORT": "39404",
-    "K2_CONNECT_JMX_PORT": "39405",
-    "K2_METRICS_PORT": "38428",
-    "K2_ALERTS_PORT": "38880",
+    "K2_KAFKA_PORT": "17092",
+    "K2_CONTROLLER_PORT": "17093",
+    "K2_REGISTRY_PORT": "17081",
+    "K2_CONNECT_PORT": "17083",
+    "K2_CATALOG_PORT": "17181",
+    "K2_MAINTAINER_PORT": "17464",
+    "K2_KAFKA_JMX_PORT": "17404",
+    "K2_CONNECT_JMX_PORT": "17405",
+    "K2_METRICS_PORT": "17428",
+    "K2_ALERTS_PORT": "17880",
+    "K2_SUPERVISOR_PORT": "17465",
 }
 
 
@@ -192,7 +196,7 @@ def test_down_twice_is_a_no_op(tmp_path: Path) -> None:
     for _ in range(2):
         result = CliRunner().invoke(cli, ["--home", str(tmp_path), "stack", "down"])
         assert result.exit_code == 0
-        assert result.output.count("was not running") == len(SERVICES) == 7
+        assert result.output.count("was not running") == len(SERVICES) == 8
 
 
 def test_reset_needs_yes_without_a_terminal(tmp_path: Path) -> None:
@@ -212,6 +216,13 @@ def test_starting_some_services_brings_what_they_depend_on(tmp_path: Path) -> No
     assert [s.name for s in the_stack.selected(["catalog"])] == ["catalog"]
     assert [s.name for s in the_stack.selected(["maintainer"])] == ["catalog", "maintainer"]
     assert [s.name for s in the_stack.selected(["alerts"])] == ["metrics", "alerts"]
+    assert [s.name for s in the_stack.selected(["supervisor"])] == [
+        "kafka",
+        "registry",
+        "catalog",
+        "connect",
+        "supervisor",
+    ]
     assert [s.name for s in the_stack.selected([])] == [
         "kafka",
         "registry",
@@ -220,6 +231,7 @@ def test_starting_some_services_brings_what_they_depend_on(tmp_path: Path) -> No
         "maintainer",
         "metrics",
         "alerts",
+        "supervisor",
     ]
 
 
