@@ -59,8 +59,48 @@ def test_required_services_exist() -> None:
         "jmx-exporter",
         "metrics",
         "alerts",
+        "supervisor",
     }
     assert expected <= set(SERVICES)
+
+
+def test_every_local_stack_service_has_its_compose_service() -> None:
+    from k2.stack.services import SERVICES as LOCAL
+
+    assert {svc.name for svc in LOCAL} <= set(SERVICES), "a service of `k2 stack up` is missing from Compose"
+
+
+def test_every_service_is_restarted_when_it_exits() -> None:
+    # The local stack's supervisor restarts a process that exits; Docker's restart policy does it here.
+    assert {name: spec.get("restart") for name, spec in SERVICES.items()} == dict.fromkeys(SERVICES, "unless-stopped")
+
+
+def test_connect_runs_the_local_stacks_heap_and_exits_on_out_of_memory() -> None:
+    from k2.stack.services import CONNECT_JVM_FLAGS
+
+    assert "-XX:+ExitOnOutOfMemoryError" in CONNECT_JVM_FLAGS
+    assert str(SERVICES["connect"]["environment"]["KAFKA_HEAP_OPTS"]).split() == list(CONNECT_JVM_FLAGS)
+    dockerfile = (ROOT / "stack" / "connect.Dockerfile").read_text()
+    assert f'KAFKA_HEAP_OPTS="{" ".join(CONNECT_JVM_FLAGS)}"' in dockerfile
+    # The image's start script picks G1 only while KAFKA_JVM_PERFORMANCE_OPTS is unset, as the local stack runs it.
+    assert "KAFKA_JVM_PERFORMANCE_OPTS" not in SERVICES["connect"]["environment"]
+    assert "KAFKA_JVM_PERFORMANCE_OPTS" not in dockerfile
+
+
+def test_the_supervisor_restarts_connectors_with_the_local_stacks_command() -> None:
+    from k2.stack.services import supervisor_command
+
+    supervisor = SERVICES["supervisor"]
+    command = supervisor_command("http://connect:8083", "/tmp/k2-supervisor.heartbeat", Ports().supervisor, "0.0.0.0")
+    assert supervisor["command"] == command
+    assert "--no-services" in command, "Docker restarts containers; the supervisor only connectors"
+    assert _host_ports("supervisor")[Ports().supervisor] == Ports().supervisor
+    assert "/tmp/k2-supervisor.heartbeat" in " ".join(supervisor["healthcheck"]["test"])
+    assert supervisor["depends_on"]["connect"]["condition"] == "service_healthy"
+    assert (
+        supervisor["build"] == SERVICES["maintainer"]["build"]
+        and supervisor["image"] == SERVICES["maintainer"]["image"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -129,6 +169,7 @@ def test_in_network_urls_point_at_real_services_and_ports() -> None:
         "catalog": {8181},
         "minio": {9000, 9001},
         "ksqldb-server": {8088},
+        "supervisor": {9465},
         "metrics": {8428},
         "alerts": {8880},
     }
@@ -249,12 +290,24 @@ def test_the_metrics_server_scrapes_the_local_stacks_jobs_at_compose_addresses()
     assert set(environment) == set(local), "every target of scrape.yml, and nothing else"
     compose_jobs = _jobs(render_scrape_config(environment))
     local_jobs = _jobs(render_scrape_config(local))
-    assert set(compose_jobs) == set(local_jobs) == {"kafka", "connect", "k2-producer", "maintainer", "registry"}
+    assert (
+        set(compose_jobs)
+        == set(local_jobs)
+        == {
+            "kafka",
+            "connect",
+            "k2-producer",
+            "maintainer",
+            "registry",
+            "supervisor",
+        }
+    )
     listening = {
         "kafka": Ports().kafka_jmx,
         "connect": Ports().connect_jmx,
         "maintainer": Ports().maintainer,
         "registry": 8080,
+        "supervisor": Ports().supervisor,
     }
     for name, job in compose_jobs.items():
         assert {k: v for k, v in job.items() if k != "static_configs"} == {
@@ -288,6 +341,10 @@ def test_the_alert_rules_name_every_alert_the_stack_promises() -> None:
         "ConnectorTaskNotRunning",
         "SinkLagHigh",
         "TableStale",
+        "SupervisorDown",
+        "SinkTaskRestarted",
+        "ServiceRestarted",
+        "RestartsGivenUp",
     }
     assert 'up{job="k2-producer"}' in alerts["ProducerDown"]["expr"], "the job name of scrape.yml"
     assert (alerts["ProducerDown"]["for"], alerts["SinkLagHigh"]["for"]) == ("1m", "5m")
