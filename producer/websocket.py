@@ -388,7 +388,14 @@ class StreamConnection:
         return False
 
     # -- reading -------------------------------------------------------------------------------------
-    async def _read(self, link: _Link, rotate: asyncio.Event, first_frame: asyncio.Event) -> None:
+    async def _read(
+        self,
+        link: _Link,
+        rotate: asyncio.Event,
+        first_frame: asyncio.Event,
+        hold: list[str | bytes] | None = None,
+    ) -> None:
+        """Hand ``link``'s frames to ``on_frame`` (or keep them in ``hold``, see the rotation in _serve)."""
         try:
             async for frame in link.ws:
                 link.frames += 1
@@ -396,7 +403,9 @@ class StreamConnection:
                 first_frame.set()
                 if not _is_stream_frame(frame) and self._answered(link, frame):
                     continue
-                if self.on_frame(frame, "ws"):
+                if hold is not None:
+                    hold.append(frame)
+                elif self.on_frame(frame, "ws"):
                     rotate.set()
         except websockets.ConnectionClosed:
             pass
@@ -504,8 +513,11 @@ class StreamConnection:
                 await reader
                 self._use(None)
                 return
+            # The new connection's frames wait until the old one is closed and read to its end: handed over
+            # first, they would come before older frames of the old one and open a gap that is not one.
             new_first = asyncio.Event()
-            new_reader = asyncio.create_task(self._read(new_link, asyncio.Event(), new_first))
+            held: list[str | bytes] = []
+            new_reader = asyncio.create_task(self._read(new_link, asyncio.Event(), new_first, held))
             new_control = asyncio.create_task(self._control(new_link))
             try:
                 await asyncio.wait_for(self._settled(new_link, new_first), SETTLE_TIMEOUT_S)
@@ -520,6 +532,8 @@ class StreamConnection:
             await link.ws.close()
             await reader
             self.stats.rotations += 1
+            for frame in held:
+                self.on_frame(frame, "ws")  # a serverShutdown among them: the new connection is only starting
             link = new_link
             self._use(link)
 
