@@ -292,7 +292,10 @@ def _select(tmp_path: Path, expression: str) -> tuple[str, list[str]]:
 def test_function_rules_come_from_one_table(tmp_path: Path, expression: str, result: str, problem: str | None) -> None:
     column_type, messages = _select(tmp_path, expression)
     assert column_type == result
-    assert [m[: len(problem)] for m in messages] == ([problem] if problem else [])
+    if problem is None:
+        assert messages == []
+    else:
+        assert [m[: len(problem)] for m in messages] == [problem]
 
 
 def test_an_aggregate_is_one_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
