@@ -391,6 +391,8 @@ def supervise(
     if dry_run or once:
         actions = supervisor.check(dry_run=dry_run)
         emit([action.row() for action in actions], fmt, ACTION_COLUMNS)
+        if not actions:
+            click.echo("Nothing to do now: no service exited or hung past its grace, no K2 connector FAILED.", err=True)
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

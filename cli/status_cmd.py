@@ -62,13 +62,41 @@ def _producer(url: str) -> dict[str, Any]:
     }
 
 
+def _supervisor(url: str) -> dict[str, Any]:
+    """What the supervisor (`k2 stack supervise`) restarted, what it gave up on, and the FAILED tasks it
+    saw, from its metrics."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = requests.get(url, timeout=2).text
+    except requests.RequestException:
+        return {"state": "not running", "url": url, "restarts": [], "given_up": [], "tasks_failed": {}}
+    restarts, given_up, tasks_failed = [], [], {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "k2_supervisor_restarts_total" and sample.value:
+                restarts.append({**sample.labels, "count": int(sample.value)})
+            elif sample.name in ("k2_connector_restarts_given_up", "k2_service_restarts_given_up") and sample.value:
+                given_up.append(sample.labels.get("connector") or sample.labels.get("service", ""))
+            elif sample.name == "k2_connector_tasks_failed" and sample.value:
+                tasks_failed[sample.labels["connector"]] = int(sample.value)
+    return {
+        "state": "running",
+        "url": url,
+        "restarts": sorted(restarts, key=lambda r: (r["target"], r["reason"])),
+        "given_up": sorted(given_up),
+        "tasks_failed": tasks_failed,
+    }
+
+
 def _connectors_and_lag(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Our connectors (connect/*.json) with task states, and per partition of each sink's topics the
     topic's end offset against the sink group's committed offset."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import OffsetSpec
 
-    from k2.connect.deploy import ConnectClient, connector_files, load_connector
+    from k2.connect.deploy import ConnectClient, connector_files, load_connector, trace_summary
     from k2.schemas.topics import admin_client
 
     client = ConnectClient(settings.connect_url, timeout=10)
@@ -82,11 +110,14 @@ def _connectors_and_lag(settings: Settings) -> tuple[list[dict[str, Any]], list[
             connectors.append({"name": name, "state": "not deployed", "tasks": ""})
             continue
         tasks = status.get("tasks", [])
+        traces = [status["connector"].get("trace", "")] + [t.get("trace", "") for t in tasks if t["state"] == "FAILED"]
+        error = next((trace_summary(trace) for trace in traces if trace and trace.strip()), "")
         connectors.append(
             {
                 "name": name,
                 "state": status["connector"]["state"],
                 "tasks": ",".join(f"{t['id']}:{t['state']}" for t in tasks),
+                "error": error[:300],
             }
         )
         config = client.config(name) or {}
@@ -190,7 +221,12 @@ def _ksql(settings: Settings) -> dict[str, Any]:
 
 
 def gather(
-    settings: Settings, producer_url: str, require_producer: bool, max_lag: int, max_commit_age: float
+    settings: Settings,
+    producer_url: str,
+    require_producer: bool,
+    max_lag: int,
+    max_commit_age: float,
+    supervisor_url: str = "",
 ) -> dict[str, Any]:
     """Every part's state, and the list of what is unhealthy (empty when all is well)."""
     unhealthy: list[str] = []
@@ -203,14 +239,28 @@ def gather(
     if require_producer and status["producer"].get("gap_trades_unrecovered"):
         unhealthy.append(f"producer lost {status['producer']['gap_trades_unrecovered']} trades in unrecovered gaps")
     reachable = {s["name"] for s in status["services"] if s["state"] in ("running", "answering")}
+    status["supervisor"] = _supervisor(supervisor_url) if supervisor_url else {"state": "not asked"}
+    restarted: dict[str, int] = {}
+    for row in status["supervisor"].get("restarts", []):
+        restarted[row["target"]] = restarted.get(row["target"], 0) + row["count"]
     status["connectors"], status["lag"], status["tables"], status["dead_letters"] = [], [], [], {}
     if {"kafka", "connect"} <= reachable:
         status["connectors"], status["lag"] = _connectors_and_lag(settings)
-        unhealthy += [
-            f"connector {c['name']} {c['state']}" + (f" (tasks {c['tasks']})" if c["tasks"] else "")
-            for c in status["connectors"]
-            if c["state"] != "RUNNING" or any(not t.endswith(":RUNNING") for t in c["tasks"].split(",") if t)
-        ]
+        for c in status["connectors"]:
+            c["supervisor_restarts"] = restarted.get(c["name"], 0)
+            if c["state"] == "RUNNING" and all(t.endswith(":RUNNING") for t in c["tasks"].split(",") if t):
+                continue
+            problem = f"connector {c['name']} {c['state']}" + (f" (tasks {c['tasks']})" if c["tasks"] else "")
+            if c.get("error"):
+                problem += f": {c['error']}"
+            if c["supervisor_restarts"]:
+                problem += f" [restarted {c['supervisor_restarts']}x by the supervisor]"
+            unhealthy.append(problem)
+    unhealthy += [
+        f"the supervisor gave up restarting {target} (too many restarts within an hour): fix the cause, then "
+        f"`k2 connectors restart {target}` or `k2 stack up`"
+        for target in status["supervisor"].get("given_up", [])
+    ]
     if "kafka" in reachable:
         status["dead_letters"] = _dead_letters(settings)
     total_lag = sum(row["lag"] for row in status["lag"])
@@ -236,9 +286,20 @@ def rows(status: dict[str, Any]) -> list[dict[str, Any]]:
     producer = status["producer"]
     detail = ", ".join(f"{k} {v}" for k, v in producer.items() if k not in ("state", "url") and v is not None)
     out.append({"part": "producer", "name": producer["url"], "state": producer["state"], "detail": detail})
+    supervisor = status.get("supervisor", {})
+    if supervisor.get("url"):
+        done = [f"{r['target']} {r['count']}x ({r['reason']})" for r in supervisor.get("restarts", [])]
+        detail = "restarts: " + (", ".join(done) or "none")
+        if supervisor.get("given_up"):
+            detail += "; gave up on " + ", ".join(supervisor["given_up"])
+        out.append({"part": "supervisor", "name": supervisor["url"], "state": supervisor["state"], "detail": detail})
     for c in status["connectors"]:
-        tasks = f"tasks {c['tasks']}" if c["tasks"] else ""
-        out.append({"part": "connector", "name": c["name"], "state": c["state"], "detail": tasks})
+        parts = [f"tasks {c['tasks']}"] if c["tasks"] else []
+        if c.get("supervisor_restarts"):
+            parts.append(f"restarted {c['supervisor_restarts']}x by the supervisor")
+        if c.get("error"):
+            parts.append(c["error"])
+        out.append({"part": "connector", "name": c["name"], "state": c["state"], "detail": "; ".join(parts)})
     for row in status["lag"]:
         name = f"{row['topic']}[{row['partition']}]"
         detail = f"end {row['end_offset']}, committed {row['committed']} ({row['group']})"
@@ -262,6 +323,11 @@ def rows(status: dict[str, Any]) -> list[dict[str, Any]]:
 @click.option(
     "--producer-metrics",
     help="The producer's metrics URL.  [default: http://127.0.0.1:$K2_PRODUCER_METRICS_PORT/metrics, port 9091]",
+)
+@click.option(
+    "--supervisor-metrics",
+    help="The supervisor's metrics URL.  [default: the local stack's, http://127.0.0.1:$K2_SUPERVISOR_PORT/metrics, "
+    "port 9465 (Compose publishes the same)]",
 )
 @click.option("--require-producer", is_flag=True, help="A producer that is not running and connected is unhealthy.")
 @click.option(
@@ -287,6 +353,7 @@ def rows(status: dict[str, Any]) -> list[dict[str, Any]]:
 def status(
     settings: Settings,
     producer_metrics: str | None,
+    supervisor_metrics: str | None,
     require_producer: bool,
     max_lag: int,
     max_commit_age: float,
@@ -297,12 +364,14 @@ def status(
     """One screen for the whole pipeline; exits 1 naming what is unhealthy.
 
     Stack services (or the services at the given URLs), the producer (from its metrics; not running is
-    shown, and unhealthy only with --require-producer), each connector of connect/*.json with its
-    tasks, the sink's lag per partition (the topic's end offset against the sink group's committed
+    shown, and unhealthy only with --require-producer), the supervisor's restarts (from its metrics),
+    each connector of connect/*.json with its tasks, the first line of a failure's trace and how often
+    the supervisor restarted it, the sink's lag per partition (the topic's end offset against the sink group's committed
     offset), each declared table's last commit age, end-to-end freshness (now minus the newest
     trade_time), data files, bytes and snapshots, the dead-letter count, and ksqlDB's queries when it
-    answers. Unhealthy: a service down, a connector or task not RUNNING, lag above --max-lag, a table
-    missing, or its last commit older than --max-commit-age while the sink lags.
+    answers. Unhealthy: a service down, a connector or task not RUNNING (so a K2 connector that stays
+    FAILED however often the supervisor restarts it), a target the supervisor gave up on, lag above
+    --max-lag, a table missing, or its last commit older than --max-commit-age while the sink lags.
 
     \b
     Examples:
@@ -315,8 +384,12 @@ def status(
 
     port = os.environ.get("K2_PRODUCER_METRICS_PORT") or "9091"  # where `k2 produce` serves them
     producer_metrics = producer_metrics or f"http://127.0.0.1:{port}/metrics"
+    if not supervisor_metrics:
+        from k2.stack.ports import stack_ports, urls
+
+        supervisor_metrics = urls(stack_ports(settings.home))["supervisor"]
     while True:
-        found = gather(settings, producer_metrics, require_producer, max_lag, max_commit_age)
+        found = gather(settings, producer_metrics, require_producer, max_lag, max_commit_age, supervisor_metrics)
         if fmt in ("json", "jsonl"):
             emit([found], fmt)
         else:
