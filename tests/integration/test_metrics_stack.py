@@ -63,19 +63,22 @@ def _query(expr: str) -> list[dict[str, Any]]:
 def test_the_metrics_server_scrapes_broker_and_connect_through_the_jmx_exporter(metrics_stack: LocalStack) -> None:
     def up() -> dict[str, list[dict[str, Any]]] | None:
         jobs = _targets()
-        wanted = ("kafka", "connect", "maintainer", "registry")
+        wanted = ("kafka", "connect", "maintainer", "registry", "supervisor")
         ok = all(job in jobs and {t["health"] for t in jobs[job]} == {"up"} for job in wanted)
         return jobs if ok else None
 
-    jobs = _eventually(up, what=f"kafka, connect, maintainer and registry up in {_targets()}")
+    jobs = _eventually(up, what=f"kafka, connect, maintainer, registry and supervisor up in {_targets()}")
     assert jobs["kafka"][0]["scrapeUrl"] == f"http://127.0.0.1:{TEST_PORTS['K2_KAFKA_JMX_PORT']}/metrics"
     assert jobs["connect"][0]["scrapeUrl"] == f"http://127.0.0.1:{TEST_PORTS['K2_CONNECT_JMX_PORT']}/metrics"
+    assert jobs["supervisor"][0]["scrapeUrl"] == f"http://127.0.0.1:{TEST_PORTS['K2_SUPERVISOR_PORT']}/metrics"
     # `k2 stack up` in the tests points the k2-producer job at PRODUCER_METRICS_PORT, where a test's
     # producer serves when it asks to (test_dashboards_live.py); the other producers serve none.
     assert [t["scrapeUrl"] for t in jobs["k2-producer"]] == [f"http://127.0.0.1:{PRODUCER_METRICS_PORT}/metrics"]
     # The exporter's rules apply: the broker's health gauges and the worker's counts are there.
     _eventually(lambda: _query("kafka_controller_kafkacontroller_activecontrollercount == 1"), what="controller")
     _eventually(lambda: _query('kafka_connect_worker_connector_count{job="connect"}'), what="worker series")
+    # The supervisor's series exist from its start (at 0), for its alert rules to read.
+    _eventually(lambda: _query('k2_supervisor_restarts_total{job="supervisor"}'), what="supervisor series")
 
 
 def test_vmalert_loaded_every_rule_of_the_stack(metrics_stack: LocalStack) -> None:
@@ -89,6 +92,10 @@ def test_vmalert_loaded_every_rule_of_the_stack(metrics_stack: LocalStack) -> No
         "ConnectorTaskNotRunning",
         "SinkLagHigh",
         "TableStale",
+        "SupervisorDown",
+        "SinkTaskRestarted",
+        "ServiceRestarted",
+        "RestartsGivenUp",
     }
 
     def evaluated() -> dict[str, dict[str, Any]] | None:
