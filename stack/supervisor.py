@@ -141,7 +141,7 @@ def plan(
         elif decision.verdict == "restart":
             detail = f"restart {decision.attempt} in a row" + (f"; {detail}" if detail else "")
         elif decision.verdict == "give-up":
-            detail = f"{policy.max_per_hour} restarts within an hour; fix the cause" + (f"; {detail}" if detail else "")
+            detail = f"{policy.max_per_hour} restarts within an hour" + (f"; {detail}" if detail else "")
         actions.append(Action(kind, name, state, decision.verdict, reason, detail))
     return actions, kept
 
@@ -276,8 +276,10 @@ class Supervisor:
         stack: Stack | None = None,
         heartbeat: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        probe: Callable[[str], bool] = connect_answers,
     ) -> None:
         self.client = client
+        self.probe = probe
         self.connectors = connectors  # K2's connector names, read again at every check
         self.options = options
         self.stack = stack if options.services else None
@@ -303,7 +305,7 @@ class Supervisor:
         now = self.clock()
         services, answering = self._observe_services(self.stack, now) if self.stack is not None else ([], False)
         if self.stack is None:  # no local worker (Compose): the REST answer alone is the probe
-            answering = connect_answers(self.client.url)
+            answering = self.probe(self.client.url)
             self.probes = probed(self.probes, -1, answering, now)
         self.stats.connect_probe_failures = self.probes.failures
         connectors = self._connectors() if answering else []
@@ -327,7 +329,7 @@ class Supervisor:
                 self.probes = Probes()
                 state = "waiting for kafka"
             elif svc.name == "connect" and pid is not None:
-                answering = connect_answers(self.client.url)
+                answering = self.probe(self.client.url)
                 self.probes = probed(self.probes, pid, answering, now)
                 o = self.options
                 if answering:
@@ -376,6 +378,9 @@ class Supervisor:
         if dry_run:
             return actions
         self.histories = histories
+        for target, history in histories.items():  # a target seen healthy again is watched again
+            if target in self.stats.given_up:
+                self.stats.given_up[target] = history.given_up
         for action in actions:
             self.act(action)
         self.stats.checks += 1
@@ -388,7 +393,7 @@ class Supervisor:
         if action.verdict == "give-up":
             self.stats.given_up[action.target] = True
             how = f"`k2 connectors restart {action.target}`" if action.kind == "connector" else "`k2 stack up`"
-            log.error("giving up on %s %s: %s; then %s", action.kind, action.target, action.detail, how)
+            log.error("giving up on %s %s (%s); fix the cause, then %s", action.kind, action.target, action.detail, how)
             return
         if action.verdict != "restart":
             return
@@ -425,7 +430,7 @@ class Supervisor:
                 if pid is None or pid != self.probes.pid:
                     log.info("%s was restarted meanwhile; nothing to kill", svc.name)
                     return False
-                if connect_answers(self.client.url):
+                if self.probe(self.client.url):
                     log.info("%s answers again; not killed", svc.name)
                     return False
                 stack.kill(svc, pid)

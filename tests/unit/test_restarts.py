@@ -212,3 +212,68 @@ def test_every_metric_is_exported_from_the_start_at_zero_and_counts_what_was_don
     assert after["k2_supervisor_restarts_total"][(("reason", "task-failed"), ("target", "k2-iceberg-trades"))] == 2
     assert after["k2_connector_tasks_failed"] == {(("connector", "k2-iceberg-trades"),): 1}
     assert after["k2_connector_restarts_given_up"] == {(("connector", "k2-iceberg-trades"),): 1}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_supervisor_restarts_a_failed_k2_connector_with_backoff_gives_up_and_watches_it_again() -> None:
+    from k2.stack.supervisor import Options, Supervisor
+
+    from .fake_connect import FakeConnectClient
+
+    client = FakeConnectClient()
+    trace = "org.apache.kafka.connect.errors.ConnectException: Exiting\nCaused by: NoSuchTableException: t"
+    client.set("k2-iceberg-trades", "RUNNING", "FAILED", trace=trace)
+    client.set("other-team", "RUNNING", "FAILED", trace=trace)
+    clock = Clock()
+    policy = replace(POLICY, max_per_hour=3)
+    supervisor = Supervisor(
+        client,  # type: ignore[arg-type]
+        lambda: ["k2-iceberg-trades"],
+        Options(policy=policy, services=False),
+        clock=clock,
+        probe=lambda url: True,
+    )
+    verdicts = []
+    for now in range(0, 200, 10):
+        clock.now = float(now)
+        verdicts += [(now, a.verdict) for a in supervisor.check()]
+    assert [(t, v) for t, v in verdicts if v not in ("wait", "given-up")] == [
+        (0, "restart"),
+        (10, "restart"),
+        (30, "restart"),
+        (70, "give-up"),
+    ]
+    assert client.restarts == ["k2-iceberg-trades"] * 3, "never another team's connector"
+    stats = supervisor.stats
+    assert stats.restarts[("k2-iceberg-trades", "task-failed")] == 3
+    assert stats.tasks_failed["k2-iceberg-trades"] == 1 and stats.given_up["k2-iceberg-trades"]
+    assert "other-team" not in stats.kinds
+    client.set("k2-iceberg-trades", "RUNNING", "RUNNING")  # a person fixed it
+    clock.now = 300.0
+    assert supervisor.check() == []
+    assert not stats.given_up["k2-iceberg-trades"] and stats.tasks_failed["k2-iceberg-trades"] == 0
+
+
+def test_connectors_are_left_alone_while_connect_does_not_answer() -> None:
+    from k2.stack.supervisor import Options, Supervisor
+
+    from .fake_connect import FakeConnectClient
+
+    client = FakeConnectClient()
+    client.set("k2-iceberg-trades", "FAILED", trace="boom")
+    supervisor = Supervisor(
+        client,  # type: ignore[arg-type]
+        lambda: ["k2-iceberg-trades"],
+        Options(services=False),
+        clock=Clock(),
+        probe=lambda url: False,
+    )
+    assert supervisor.check() == [] and client.restarts == []
+    assert supervisor.stats.connect_probe_failures == 1
