@@ -335,6 +335,13 @@ def plot(
 @click.option("--burst", type=click.FloatRange(min=1), default=4, show_default=True, help="Rate multiple of the burst.")
 @click.option("--burst-minutes", type=click.FloatRange(min=0), default=1, show_default=True)
 @click.option("--layout", type=click.Choice(sorted(LAYOUTS)), default="declared", show_default=True)
+@click.option(
+    "--redundancy",
+    type=click.IntRange(1, 3),
+    default=1,
+    show_default=True,
+    help="The producer's --redundancy: connection sets carrying every stream.",
+)
 @click.option("--zipf", type=float, default=1.0, show_default=True, help="Exponent of the symbols' rate ranks.")
 @click.option("--refuse-after-disconnect", type=float, default=2.0, show_default=True, help="Seconds of outage.")
 @click.option("--sample-every", type=float, default=10, show_default=True)
@@ -347,6 +354,7 @@ def main(
     burst: float,
     burst_minutes: float,
     layout: str,
+    redundancy: int,
     zipf: float,
     refuse_after_disconnect: float,
     sample_every: float,
@@ -375,7 +383,7 @@ def main(
         "K2_CONNECT_URL": where["connect"],
         "K2_CATALOG_URI": where["catalog"],
     }
-    run = f"wm_{layout.replace('-', '')}_{uuid.uuid4().hex[:6]}"
+    run = f"wm_{layout.replace('-', '')}_r{redundancy}_{uuid.uuid4().hex[:6]}"
     topic, dlq, control = f"{run}_trades", f"{run}_dlq", f"{run}_control"
     table_name = f"{run}.trades"
     declared_topic = load_topics()["trades"]
@@ -448,8 +456,12 @@ def main(
     }
     policy_interval = os.environ.get("K2_MAINTAINER_INTERVAL", "60s")
     maintainer_log = (out / f"{run}.maintainer.log").open("w")
+    maintainer_metrics = free_port()
     maintainer = subprocess.Popen(
-        [sys.executable, "-m", "k2.cli", "tables", "maintain", table_name, "--watch", "--interval", policy_interval],
+        [
+            *(sys.executable, "-m", "k2.cli", "tables", "maintain", table_name, "--watch"),
+            *("--interval", policy_interval, "--metrics-port", str(maintainer_metrics)),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=maintainer_log,
@@ -479,6 +491,8 @@ def main(
             str(total),
             "--metrics-port",
             str(producer_metrics),
+            "--redundancy",
+            str(redundancy),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -515,6 +529,7 @@ def main(
             jvm = scrape(f"http://127.0.0.1:{ports.connect_jmx}/metrics")
             heap = sum(v for k, v in jvm.items() if k.startswith("jvm_memory_used_bytes") and 'area="heap"' in k)
             peak_heap = max(peak_heap, int(heap))
+            maintained = scrape(f"http://127.0.0.1:{maintainer_metrics}/metrics")
             metrics = scrape(f"http://127.0.0.1:{producer_metrics}/metrics")
             _, held, gaps_open = gap_state(0, metrics)
             table = catalog.load_table(table_name)
@@ -537,6 +552,8 @@ def main(
                     (cpu_now.get("connect", 0) - last_cpu.get("connect", 0)) / max(now - last_time, 1e-9), 3
                 ),
                 "freshness_p95_so_far_s": percentile([f for _, f in fresh.samples], 0.95),
+                "maintainer_cycle_s": maintained.get("k2_maintainer_last_cycle_duration_seconds"),
+                "maintainer_rss_bytes": (stats.get("maintainer") or (0.0, None))[1],
             }
             last_cpu, last_time = {**last_cpu, **cpu_now}, now
             samples.append(sample)
@@ -601,6 +618,7 @@ def main(
     result = {
         "run": run,
         "layout": layout,
+        "redundancy": redundancy,
         "partition": [list(p) for p in spec.partition],
         "symbols": symbol_count,
         "rate": rate,
@@ -657,6 +675,7 @@ def main(
         "maintainer_policy": {
             "interval": policy_interval,
             "bound": policy_for("market_data.trades").max_small_files_per_partition,
+            "cycle_seconds_max": max((s["maintainer_cycle_s"] or 0.0 for s in samples), default=None),
         },
         "producer_summary": summary,
         "load_average_at_end": os.getloadavg(),
