@@ -18,6 +18,8 @@ Reported (printed as JSON, written to <out>/<run>.json and a plot <run>.png):
 - peak RSS and CPU seconds of each JVM, the producer, the maintainer and the stand-in; Connect's heap;
 - REST requests and weight used, 429s and 418s, and the time from the mass disconnect until no trade
   was held behind a gap (the producer's k2_trades_held back to 0 and every gap closed);
+- the REST requests caused by dropping one connection (the oldest) at --drop-one-at of the tape: with
+  --redundancy 2 its symbols keep flowing on the other connection set, so there should be none;
 - one-symbol candles and group-by-symbol latency through `k2` at the end, before and after one more
   maintenance run, and how many data files a one-symbol scan plans (Iceberg's own planning).
 """
@@ -125,6 +127,15 @@ def recovery(timeline: list[tuple[float, float | None, float]], disconnects: lis
     }
 
 
+def after_one_drop(requests: list[tuple[float, float]], drops: list[float]) -> dict[str, Any]:
+    """REST backfill requests the producer made after one connection (of many) was dropped: with
+    --redundancy 2 its symbols keep flowing on the other set, so none are needed."""
+    if not drops or not requests:
+        return {"at": None, "rest_requests_after": None}
+    before = [count for moment, count in requests if moment <= drops[0]]
+    return {"at": drops[0], "rest_requests_after": requests[-1][1] - (before[-1] if before else 0.0)}
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -164,6 +175,7 @@ def standin_main(spec_path: Path) -> None:
     events += closing_trades(events)
     script = Script(
         disconnect_at={spec["disconnect_at"]},
+        disconnect_some_at={spec["drop_one_at"]: 1} if spec["drop_one_at"] else {},
         refuse_after_disconnect_s=spec["refuse_s"],
         rate_changes={int(k): v for k, v in spec["rate_changes"].items()},
     )
@@ -186,6 +198,7 @@ def standin_main(spec_path: Path) -> None:
                 "rest_peak_window_weight": server.peak_window_weight,
                 "connections": server.connections,
                 "mass_disconnects": server.mass_disconnects,
+                "one_connection_drops": server.partial_disconnect_times,
             }
         ),
         flush=True,
@@ -366,6 +379,13 @@ def plot(
     show_default=True,
     help="The producer's --redundancy: connection sets carrying every stream.",
 )
+@click.option(
+    "--drop-one-at",
+    type=click.FloatRange(0, 0.99),
+    default=0.85,
+    show_default=True,
+    help="Where in the tape one connection (the oldest) is dropped; 0: never.",
+)
 @click.option("--zipf", type=float, default=1.0, show_default=True, help="Exponent of the symbols' rate ranks.")
 @click.option("--refuse-after-disconnect", type=float, default=2.0, show_default=True, help="Seconds of outage.")
 @click.option("--sample-every", type=float, default=10, show_default=True)
@@ -379,6 +399,7 @@ def main(
     burst_minutes: float,
     layout: str,
     redundancy: int,
+    drop_one_at: float,
     zipf: float,
     refuse_after_disconnect: float,
     sample_every: float,
@@ -454,6 +475,7 @@ def main(
                 "rate": rate,
                 "start_ms": int(time.time() * 1000),
                 "disconnect_at": disconnect_at,
+                "drop_one_at": int(total * drop_one_at) if drop_one_at else 0,
                 "refuse_s": refuse_after_disconnect,
                 "rate_changes": {str(burst_from): rate * burst, str(burst_to): rate} if burst_s else {},
                 "port": standin_port,
@@ -531,6 +553,7 @@ def main(
     samples: list[dict[str, Any]] = []
     started = time.time()
     timeline: list[tuple[float, float | None, float]] = []  # (time, trades held, gaps open), every second
+    requests: list[tuple[float, float]] = []  # (time, REST backfill requests so far), every second
     last_cpu = dict(cpu0)
     last_time = time.monotonic()
     try:
@@ -542,7 +565,9 @@ def main(
                 waited += 1.0
                 producer_cpu = zombie_cpu(producer.pid)
                 if producer_cpu is None:
-                    timeline.append(gap_state(time.time(), scrape(f"http://127.0.0.1:{producer_metrics}/metrics")))
+                    page = scrape(f"http://127.0.0.1:{producer_metrics}/metrics")
+                    timeline.append(gap_state(time.time(), page))
+                    requests.append((time.time(), page.get("k2_backfill_requests_total", 0.0)))
             if producer_cpu is not None:
                 break
             now = time.monotonic()
@@ -694,6 +719,7 @@ def main(
             "gaps_backfilled": summary.get("gaps_backfilled"),
         },
         "recovery": recovery(timeline, standin_report.get("mass_disconnects", [])),
+        "one_connection_drop": after_one_drop(requests, standin_report.get("one_connection_drops", [])),
         "queries_before_maintain": before,
         "queries_after_maintain": after,
         "maintainer_policy": {

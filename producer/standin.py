@@ -364,6 +364,7 @@ class BinanceStandIn:
         self.incoming_limit_disconnects = 0
         self.mass_disconnects: list[float] = []  # epoch seconds of each scripted disconnect of everyone
         self.partial_disconnects = 0  # scripted disconnects of only some connections
+        self.partial_disconnect_times: list[float] = []  # epoch seconds of each
         self.requests_by_endpoint: Counter[str] = Counter()
         self.control_requests: list[tuple[str, list[str]]] = []  # SUBSCRIBE/UNSUBSCRIBE as they came
         self._server: Server | None = None
@@ -965,6 +966,7 @@ class BinanceStandIn:
             if self.script.disconnect_some_at.get(index):
                 self._refuse_until = time.monotonic() + self.script.refuse_after_disconnect_s
                 self.partial_disconnects += 1
+                self.partial_disconnect_times.append(time.time())
                 await self._disconnect_oldest(self.script.disconnect_some_at[index])
             next_at += interval
             delay = next_at - time.monotonic()
