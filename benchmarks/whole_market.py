@@ -13,7 +13,8 @@ The Binance stand-in runs in its own process over a tape of N symbols with Zipf-
 Reported (printed as JSON, written to <out>/<run>.json and a plot <run>.png):
 - trades generated vs landed, duplicates and missing (every generated trade exactly once);
 - freshness of every landed trade: the commit that made it visible (the sink's append snapshot time)
-  minus its ingest_time, p50 / p95 / max over the whole run and per phase;
+  minus its ingest_time (Kafka to Iceberg), and minus the moment the stand-in broadcast it (trade to
+  queryable: time held behind a gap or missed in a disconnect included), p50 / p95 / max, and in the burst;
 - files per partition (max) and data files written per day; snapshots and metadata.json size;
 - peak RSS and CPU seconds of each JVM, the producer, the maintainer and the stand-in; Connect's heap;
 - REST requests and weight used, 429s and 418s, and the time from the mass disconnect until no trade
@@ -132,8 +133,9 @@ def after_one_drop(requests: list[tuple[float, float]], drops: list[float]) -> d
     --redundancy 2 its symbols keep flowing on the other set, so none are needed."""
     if not drops or not requests:
         return {"at": None, "rest_requests_after": None}
-    before = [count for moment, count in requests if moment <= drops[0]]
-    return {"at": drops[0], "rest_requests_after": requests[-1][1] - (before[-1] if before else 0.0)}
+    before = max((count for moment, count in requests if moment <= drops[0]), default=0.0)
+    after = max((count for moment, count in requests if moment > drops[0]), default=before)
+    return {"at": drops[0], "rest_requests_after": after - before}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -186,6 +188,9 @@ def standin_main(spec_path: Path) -> None:
     print(json.dumps({"ready": True, "trades": len(events)}), flush=True)
     while not stop["now"]:
         time.sleep(0.2)
+    with open(spec["broadcast_out"], "w") as handle:
+        for symbol, trade_id, moment in server.broadcast_times():
+            handle.write(f"{symbol}\t{trade_id}\t{moment:.3f}\n")
     print(
         json.dumps(
             {
@@ -221,12 +226,24 @@ def added_files(table: Any, snapshot: Any) -> list[str]:
 
 
 class Freshness:
-    """Each landed trade's freshness: the time of the append commit that made it visible - its ingest_time."""
+    """Each landed trade's freshness: the time of the append commit that made it visible minus its
+    ingest_time (when the producer handed it to Kafka), and minus the moment the market made it (the
+    stand-in's broadcast: time held behind a gap and time away during a disconnect included)."""
 
     def __init__(self) -> None:
         self.seen: set[int] = set()
         self.samples: list[tuple[float, float]] = []  # (commit time, freshness s)
+        self.visible: list[tuple[float, str, int]] = []  # (commit time, symbol, trade id)
         self.files_added = 0
+
+    def end_to_end(self, broadcast: dict[tuple[str, int], float]) -> list[tuple[float, float]]:
+        """(time the trade happened, seconds until it was queryable) of every landed trade."""
+        found = []
+        for commit_s, symbol, trade_id in self.visible:
+            happened = broadcast.get((symbol, trade_id))
+            if happened is not None:
+                found.append((happened, commit_s - happened))
+        return found
 
     def update(self, table: Any) -> None:
         import pyarrow.parquet as pq
@@ -241,9 +258,11 @@ class Freshness:
             commit_s = snapshot.timestamp_ms / 1000
             for path in added_files(table, snapshot):
                 self.files_added += 1
-                column = pq.read_table(path.removeprefix("file:"), columns=["ingest_time"]).column(0)
-                for ingest in column.to_pylist():
+                rows = pq.read_table(path.removeprefix("file:"), columns=["ingest_time", "symbol", "trade_id"])
+                ingests, symbols, ids = (rows.column(name).to_pylist() for name in rows.column_names)
+                for ingest, symbol, trade_id in zip(ingests, symbols, ids, strict=True):
                     self.samples.append((commit_s, commit_s - ingest.timestamp()))
+                    self.visible.append((commit_s, symbol, trade_id))
 
 
 def data_file_stats(table: Any) -> tuple[int, int, dict[str, int]]:
@@ -346,8 +365,8 @@ def plot(
         return
     figure, axes = plt.subplots(2, 3, figsize=(15, 8))
     minutes = [s["elapsed_s"] / 60 for s in samples]
-    axes[0][0].scatter([(c - started) / 60 for c, _ in fresh[::25]], [f for _, f in fresh[::25]], s=1)
-    axes[0][0].set_title("freshness s (every 25th trade)")
+    axes[0][0].scatter([(t - started) / 60 for t, _ in fresh[::25]], [f for _, f in fresh[::25]], s=1)
+    axes[0][0].set_title("trade to queryable, s (every 25th trade)")
     series = [
         ("trades_held", "trades held behind gaps"),
         ("max_files_per_partition", "files/partition (max)"),
@@ -479,6 +498,7 @@ def main(
                 "refuse_s": refuse_after_disconnect,
                 "rate_changes": {str(burst_from): rate * burst, str(burst_to): rate} if burst_s else {},
                 "port": standin_port,
+                "broadcast_out": str(tmp / "broadcast.tsv"),
             }
         )
     )
@@ -567,7 +587,8 @@ def main(
                 if producer_cpu is None:
                     page = scrape(f"http://127.0.0.1:{producer_metrics}/metrics")
                     timeline.append(gap_state(time.time(), page))
-                    requests.append((time.time(), page.get("k2_backfill_requests_total", 0.0)))
+                    if "k2_backfill_requests_total" in page:
+                        requests.append((time.time(), page["k2_backfill_requests_total"]))
             if producer_cpu is not None:
                 break
             now = time.monotonic()
@@ -660,10 +681,16 @@ def main(
         producer_log.close()
         k2(env, "connectors", "delete", connector["name"], "--yes")
 
+    broadcast_order = [line.split("\t") for line in (tmp / "broadcast.tsv").read_text().splitlines()]
+    broadcast = {(symbol, int(trade_id)): float(moment) for symbol, trade_id, moment in broadcast_order}
+    end_to_end = fresh.end_to_end(broadcast)
     freshness = [f for _, f in fresh.samples]
     burst_start = started + (burst_from / rate)
     burst_end = burst_start + burst_s
+    if burst_s and len(broadcast_order) > burst_to:  # when the stand-in really played the burst
+        burst_start, burst_end = float(broadcast_order[burst_from][2]), float(broadcast_order[burst_to - 1][2])
     in_burst = [f for c, f in fresh.samples if burst_start <= c - f <= burst_end]
+    seconds_e2e = [f for _, f in end_to_end]
     result = {
         "run": run,
         "layout": layout,
@@ -690,6 +717,17 @@ def main(
             "burst_p95": percentile(in_burst, 0.95),
             "mean": round(statistics.fmean(freshness), 3) if freshness else None,
             "trades_measured": len(freshness),
+        },
+        # From the moment the market made the trade to the commit that made it queryable: what the
+        # producer held behind a gap, or missed while disconnected and backfilled, counts here.
+        "trade_to_queryable_s": {
+            "p50": percentile(seconds_e2e, 0.5),
+            "p95": percentile(seconds_e2e, 0.95),
+            "p99": percentile(seconds_e2e, 0.99),
+            "max": round(max(seconds_e2e), 3) if seconds_e2e else None,
+            "burst_p95": percentile([f for t, f in end_to_end if burst_start <= t <= burst_end], 0.95),
+            "share_over_15s": round(sum(f > 15 for f in seconds_e2e) / len(seconds_e2e), 4) if seconds_e2e else None,
+            "trades_measured": len(seconds_e2e),
         },
         "files": {
             "written_by_sink": fresh.files_added,
@@ -732,7 +770,7 @@ def main(
         "samples": samples,
     }
     (out / f"{run}.json").write_text(json.dumps(result, indent=2, default=str))
-    plot(samples, fresh.samples, started, out / f"{run}.png", f"{run}: {symbol_count} symbols, {rate:g}/s, {layout}")
+    plot(samples, end_to_end, started, out / f"{run}.png", f"{run}: {symbol_count} symbols, {rate:g}/s, {layout}")
     shown = {k: v for k, v in result.items() if k not in ("samples", "producer_summary")}
     print(json.dumps(shown, indent=2, default=str))
 

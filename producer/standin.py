@@ -401,6 +401,16 @@ class BinanceStandIn:
         """Every trade of the tape that happens (its symbol was TRADING then), in tape order."""
         return [f.trade for f in self.tape if f.trade is not None and not f.void]
 
+    def broadcast_times(self) -> list[tuple[str, int, float]]:
+        """(symbol, trade id, epoch seconds) of every trade broadcast so far: when it happened on this
+        market, whoever was connected (benchmarks measure trade-to-queryable latency from it)."""
+        offset = time.time() - time.monotonic()
+        return [
+            (str(frame.trade["s"]), int(frame.trade["t"]), sent + offset)
+            for frame, sent in zip(self.tape, self._sent_at, strict=False)
+            if frame.trade is not None and not frame.void
+        ]
+
     # -- URLs ------------------------------------------------------------------------------------
     @property
     def ws_url(self) -> str:
