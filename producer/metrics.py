@@ -82,11 +82,18 @@ def _collector(pipeline: Pipeline) -> Collector:
             seq, sink = pipeline.sequencer.stats, pipeline.sink
             delivery, conns = sink.stats, pipeline.connection_stats
             up = GaugeMetricFamily(
-                "k2_connection_up", "1 while the WebSocket connection is open.", labels=["connection", "streams"]
+                "k2_connection_up", "1 while the WebSocket connection is open.", labels=["connection"]
+            )
+            # A gauge of its own, not a label of k2_connection_up: streams subscribed live change the
+            # count, and a label that changes starts a new series each time.
+            streams = GaugeMetricFamily(
+                "k2_connection_streams", "Streams the WebSocket connection carries.", labels=["connection"]
             )
             for index, connection in enumerate(pipeline.connections):
-                up.add_metric([str(index), str(connection.streams)], 1.0 if connection.connected else 0.0)
+                up.add_metric([str(index)], 1.0 if connection.connected else 0.0)
+                streams.add_metric([str(index)], float(connection.streams))
             yield up
+            yield streams
             symbols = dict(pipeline.symbols)  # the hot path may add a symbol while this runs
             trades = {symbol: stats.trades for symbol, stats in symbols.items()}
             frames = dict(trades)

@@ -67,7 +67,8 @@ def test_metrics_move_with_traffic_and_every_name_is_valid(local_stack: LocalSta
                     first = _scrape(port)
                 except requests.ConnectionError:
                     assert producer.poll() is None, producer.communicate()[1]
-            assert _value(first, "k2_connection_up", connection="0", streams="3") == 1.0
+            assert _value(first, "k2_connection_up", connection="0") == 1.0
+            assert _value(first, "k2_connection_streams", connection="0") == 3.0
             time.sleep(3)
             second = _scrape(port)
             out, err = producer.communicate(timeout=180)
