@@ -31,7 +31,9 @@ def _k2(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.Com
 
 def _given(local_stack: LocalStack, home: Path) -> dict[str, str]:
     """The test stack's services named by K2_* URLs, and a state directory with no stack in it."""
-    env = {k: v for k, v in local_stack.env.items() if not k.endswith("_PORT")}
+    # The stack's ports go (the URLs name the services), but not the producer's metrics port: the
+    # default, 9091, may be a user's producer on this machine.
+    env = {k: v for k, v in local_stack.env.items() if not k.endswith("_PORT") or k == "K2_PRODUCER_METRICS_PORT"}
     return env | {
         "K2_HOME": str(home),
         "K2_BOOTSTRAP_SERVERS": local_stack.bootstrap_servers,
