@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from k2.producer.standin import BinanceStandIn, Script
 from k2.schemas.contract import load_topics
 from k2.stack.dashboard_sync import load, queries
+from k2.stack.services import SCRAPE_TEMPLATE as SCRAPE
 
 from .conftest import PRODUCER_METRICS_PORT, TEST_PORTS, LocalStack
 from .helpers import BAD_FRAMES, make_events, produce_cmd, start_producer
@@ -23,7 +25,8 @@ from .helpers import BAD_FRAMES, make_events, produce_cmd, start_producer
 pytestmark = pytest.mark.integration
 
 METRICS = f"http://127.0.0.1:{TEST_PORTS['K2_METRICS_PORT']}"
-JOBS = {"kafka", "connect", "k2-producer", "maintainer", "registry"}
+# Every job the stack scrapes, read from the one scrape file both stacks use: a new job is checked here too.
+JOBS = {job["job_name"] for job in yaml.safe_load(SCRAPE.read_text())["scrape_configs"]}
 
 
 def _query(expr: str) -> list[dict[str, Any]]:
