@@ -10,12 +10,13 @@ from click.testing import CliRunner
 from k2.cli.main import cli
 from k2.cli.output import redact
 
-# Nothing listens here: every command that reaches a service finds it away.
+# Nothing listens here (below the ephemeral range 32768-60999, apart from the test stack's 2xxxx ports):
+# every command that reaches a service finds it away.
 AWAY = {
-    "K2_KAFKA_PORT": "51092",
-    "K2_REGISTRY_PORT": "51081",
-    "K2_CONNECT_PORT": "51083",
-    "K2_CATALOG_PORT": "51181",
+    "K2_KAFKA_PORT": "31092",
+    "K2_REGISTRY_PORT": "31081",
+    "K2_CONNECT_PORT": "31083",
+    "K2_CATALOG_PORT": "31181",
 }
 
 
@@ -26,8 +27,8 @@ def _run(tmp_path: Path, *args: str) -> tuple[int, str]:
 
 def test_a_urls_password_is_never_printed(tmp_path: Path) -> None:
     assert redact("http://alice:s3cret@h:1/x, s3://k:v@b") == "http://alice:***@h:1/x, s3://k:***@b"
-    code, output = _run(tmp_path, "--catalog-uri", "http://alice:s3cret@127.0.0.1:51181", "query", "select 1")
-    assert code == 1 and "s3cret" not in output and "http://alice:***@127.0.0.1:51181" in output
+    code, output = _run(tmp_path, "--catalog-uri", "http://alice:s3cret@127.0.0.1:31181", "query", "select 1")
+    assert code == 1 and "s3cret" not in output and "http://alice:***@127.0.0.1:31181" in output
 
 
 @pytest.mark.parametrize(
@@ -56,5 +57,5 @@ def test_an_unreachable_broker_is_one_line_without_librdkafkas_retries(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     code, output = _run(tmp_path, "topics", "list")
-    assert code == 1 and output.strip().startswith("Error: Kafka at 127.0.0.1:51092 is unreachable")
+    assert code == 1 and output.strip().startswith("Error: Kafka at 127.0.0.1:31092 is unreachable")
     assert "rdkafka" not in capfd.readouterr().err, "librdkafka's own log lines must not reach the terminal"
