@@ -39,42 +39,17 @@ from typing import Any
 
 import click
 
+from probes import k2, rss_bytes, scrape
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def k2(*args: str, timeout: float = 1800) -> str:
-    done = subprocess.run([sys.executable, "-m", "k2.cli", *args], capture_output=True, text=True, timeout=timeout)
+def k2_ok(*args: str) -> str:
+    """The output of `k2 ARGS`; a failure ends the benchmark with k2's own message."""
+    done = k2(dict(os.environ), *args, timeout=1800)
     if done.returncode != 0:
         raise SystemExit(f"k2 {' '.join(args[:2])} failed: {done.stderr.strip()}")
     return done.stdout
-
-
-def scrape(url: str) -> dict[str, float]:
-    """The samples of a Prometheus text page keyed by name and labels; empty when it does not answer."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                values[name] = float(value)
-            except ValueError:
-                continue
-    return values
-
-
-def rss_bytes(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def live_heap(pid: int, url: str) -> int | None:
@@ -229,7 +204,7 @@ def main(
             write_frames(frames, events)
             began = time.monotonic()
             produce = ["--replay", str(frames), "--topic", topic, "--dlq-topic", f"{topic}.dlq", "--metrics-port", "0"]
-            k2("produce", *produce)
+            k2_ok("produce", *produce)
             frames.unlink()
             result["produce_s"] = round(time.monotonic() - began, 1)
         data = json.loads((ROOT / "connect" / "k2-iceberg-trades.json").read_text())
@@ -255,7 +230,7 @@ def main(
         sampler = threading.Thread(target=watch.run, daemon=True)
         sampler.start()
         began = time.monotonic()
-        k2("deploy-connectors", str(path), *sets)
+        k2_ok("deploy-connectors", str(path), *sets)
         landed, ended = 0, "landed"
         connect = local["connect"]
         read_all: int | None = None

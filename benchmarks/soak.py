@@ -32,28 +32,12 @@ from k2.connect.maintenance import head_manifests, max_files_per_partition
 from k2.connect.tables import apply_table, load_table_specs, rest_catalog
 from k2.producer.sample import generate_events
 from k2.producer.standin import BinanceStandIn
-from k2.stack.ports import default_home, stack_ports, urls
+from k2.stack.ports import default_home
+
+from probes import k2, rss_bytes, stack_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
-
-
-def k2(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "k2.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def rss_bytes(pid: int | None) -> int | None:
-    if not pid:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def consumer_lag(bootstrap: str, group: str, topic: str) -> int | None:
@@ -149,14 +133,7 @@ def main(
         minutes, commit_interval_ms = 10, 1000
     maintainer_interval = maintainer_interval or ("10s" if compressed else "60s")
     home = default_home()
-    where = urls(stack_ports(home))
-    env = {
-        **os.environ,
-        "K2_BOOTSTRAP_SERVERS": where["kafka"],
-        "K2_REGISTRY_URL": where["registry"],
-        "K2_CONNECT_URL": where["connect"],
-        "K2_CATALOG_URI": where["catalog"],
-    }
+    where, env = stack_env()
     run = f"soak_{'c' if compressed else 'd'}_{'m' if maintainer else 'n'}_{uuid.uuid4().hex[:6]}"
     topic, dlq, control = f"{run}_trades", f"{run}_dlq", f"{run}_control"
     table_name = f"{run}.trades"
