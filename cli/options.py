@@ -157,15 +157,21 @@ def producer_market_options(command: Any) -> Any:
     )(command)
 
 
-def producer_metrics_options(command: Any) -> Any:
-    """``--metrics-port`` and ``--metrics-host`` of the producer (`k2 produce`, `k2 run`)."""
-    command = click.option(
+def metrics_host_option(command: Any) -> Any:
+    """``--metrics-host``: one option, one variable, for every process that serves metrics."""
+    return click.option(
         "--metrics-host",
         default="127.0.0.1",
         show_default=True,
         envvar="K2_METRICS_HOST",
-        help="The address the metrics listen on (0.0.0.0 for Compose's metrics container).  [env: K2_METRICS_HOST]",
+        help="With --metrics-port: the address to listen on (0.0.0.0 in a container, for Compose's metrics "
+        "server).  [env: K2_METRICS_HOST]",
     )(command)
+
+
+def producer_metrics_options(command: Any) -> Any:
+    """``--metrics-port`` and ``--metrics-host`` of the producer (`k2 produce`, `k2 run`)."""
+    command = metrics_host_option(command)
     return click.option(
         "--metrics-port",
         type=click.IntRange(0, 65535),

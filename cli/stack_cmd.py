@@ -14,7 +14,7 @@ from k2.stack.ports import SERVICE_NAMES, Ports, stack_ports
 if TYPE_CHECKING:
     from k2.stack.manager import Stack
 
-from .options import DURATION, POSITIVE_DURATION
+from .options import DURATION, POSITIVE_DURATION, metrics_host_option
 from .output import Progress, emit, format_option
 from .settings import Settings
 
@@ -307,13 +307,7 @@ def reset(settings: Settings, yes: bool, include_cache: bool, dry_run: bool, fmt
     help="Prometheus metrics (restarts, failed tasks, give-ups) on HOST:PORT/metrics; 0: off.  "
     "[env: K2_SUPERVISOR_METRICS_PORT]",
 )
-@click.option(
-    "--metrics-host",
-    default="127.0.0.1",
-    show_default=True,
-    envvar="K2_METRICS_HOST",
-    help="With --metrics-port: the address to listen on (0.0.0.0 in a container).  [env: K2_METRICS_HOST]",
-)
+@metrics_host_option
 @click.option("--once", is_flag=True, help="Check once, act, print what was done, and exit.")
 @click.option("--dry-run", is_flag=True, help="Check once and print what would be done; change nothing.")
 @format_option()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .options import DURATION, POSITIVE_DURATION
+from .options import DURATION, POSITIVE_DURATION, metrics_host_option
 from .output import emit, emit_record, format_option
 from .settings import Settings
 
@@ -97,13 +97,7 @@ def snapshots(settings: Settings, table: str, fmt: str) -> None:
     help="With --watch: Prometheus metrics (files, snapshots, last commit age per table) on 127.0.0.1:PORT; "
     "0: off.  [env: K2_MAINTAINER_METRICS_PORT]",
 )
-@click.option(
-    "--metrics-host",
-    default="127.0.0.1",
-    show_default=True,
-    envvar="K2_METRICS_HOST",
-    help="With --metrics-port: the address to listen on (0.0.0.0 in a container).  [env: K2_METRICS_HOST]",
-)
+@metrics_host_option
 @click.option(
     "--heartbeat",
     type=click.Path(dir_okay=False, path_type=Path),
