@@ -65,6 +65,29 @@ def make_events(count: int, seed: int = 11) -> list[dict[str, Any]]:
     )
 
 
+def round_robin(symbols: list[str], rounds: int, step_ms: int = 40) -> list[dict[str, Any]]:
+    """``rounds`` trades of every symbol, round by round and symbols in order: every symbol trades in
+    every round, whatever its name or position (ids and prices differ per symbol and round)."""
+    events = []
+    for number in range(rounds):
+        for index, symbol in enumerate(symbols):
+            when = 1_790_000_000_000 + number * step_ms + index
+            events.append(
+                {
+                    "e": "trade",
+                    "E": when + 1,
+                    "s": symbol,
+                    "t": 10_000 * (index + 1) + number,
+                    "p": f"{10 + index}.{number:04d}0000",
+                    "q": "1.25000000",
+                    "T": when,
+                    "m": number % 3 == 0,
+                    "M": True,
+                }
+            )
+    return events
+
+
 def make_topics(stack: LocalStack) -> tuple[str, str]:
     topic, dlq = unique("trades"), unique("trades_dlq")
     admin = AdminClient({"bootstrap.servers": stack.bootstrap_servers})

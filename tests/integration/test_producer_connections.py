@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
@@ -22,34 +21,13 @@ from .helpers import (
     make_topics,
     produce_cmd,
     produce_summary,
+    round_robin,
     start_producer,
 )
 
 pytestmark = pytest.mark.integration
 
 UNICODE_SYMBOL = "这是测试币456"  # the Unicode symbol on Binance's spot testnet (CHANGELOG.md 2025-12-02)
-
-
-def synthetic(symbols: list[str], rounds: int, start_ms: int = 1_790_000_000_000) -> list[dict[str, Any]]:
-    """``rounds`` trades of every symbol, round by round, symbols in order."""
-    events = []
-    for round_number in range(rounds):
-        for index, symbol in enumerate(symbols):
-            when = start_ms + round_number * 1000 + index
-            events.append(
-                {
-                    "e": "trade",
-                    "E": when + 1,
-                    "s": symbol,
-                    "t": 5000 * (index + 1) + round_number,
-                    "p": f"{100 + index}.{round_number:03d}00000",
-                    "q": "0.50000000",
-                    "T": when,
-                    "m": round_number % 2 == 0,
-                    "M": True,
-                }
-            )
-    return events
 
 
 def produce_symbols(server: BinanceStandIn, topic: str, dlq: str, symbols: list[str], *extra: str) -> list[str]:
@@ -83,7 +61,7 @@ def connection_times(server: BinanceStandIn) -> Iterator[list[float]]:
 
 def test_600_symbols_are_split_under_the_url_limit_and_all_land(local_stack: LocalStack) -> None:
     symbols = [f"C{i:03d}{'X' * (i % 5)}USDT" for i in range(600)]
-    events = synthetic(symbols, rounds=2)
+    events = round_robin(symbols, rounds=2, step_ms=1000)
     topic, dlq = make_topics(local_stack)
     # 600 streams in one URL are ~11,000 characters: the stand-in refuses anything over 8,000 with 414.
     with BinanceStandIn(events, rate=600, max_url_length=8000) as server:
@@ -120,7 +98,7 @@ def test_unknown_and_not_trading_symbols_are_refused_in_one_line(local_stack: Lo
 
 def test_a_unicode_symbol_lands_keyed_by_its_utf8_name(local_stack: LocalStack) -> None:
     symbols = ["BTCUSDT", UNICODE_SYMBOL]
-    events = synthetic(symbols, rounds=150)
+    events = round_robin(symbols, rounds=150, step_ms=1000)
     topic, dlq = make_topics(local_stack)
     # A forced disconnect makes the Unicode symbol's gap go through REST too.
     with BinanceStandIn(events, rate=300, script=Script(disconnect_at={120})) as server:

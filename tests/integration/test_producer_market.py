@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import requests
@@ -22,6 +21,7 @@ from .helpers import (
     make_topics,
     produce_cmd,
     produce_summary,
+    round_robin,
     start_producer,
 )
 
@@ -29,28 +29,6 @@ pytestmark = pytest.mark.integration
 
 MARKET = ["AAAUSDT", "BBBUSDT", "NEWUSDT", "CCCFDUSD"]  # CCCFDUSD is left out by --quote USDT
 LISTED_AT, BREAK_AT, ROUNDS = 300, 700, 600  # tape positions; every round trades each symbol once
-
-
-def rounds(symbols: list[str], count: int, start_ms: int = 1_790_000_000_000) -> list[dict[str, Any]]:
-    """``count`` trades of every symbol, round by round, symbols in order."""
-    events = []
-    for number in range(count):
-        for index, symbol in enumerate(symbols):
-            when = start_ms + number * 40 + index
-            events.append(
-                {
-                    "e": "trade",
-                    "E": when + 1,
-                    "s": symbol,
-                    "t": 10_000 * (index + 1) + number,
-                    "p": f"{10 + index}.{number:04d}0000",
-                    "q": "1.25000000",
-                    "T": when,
-                    "m": number % 3 == 0,
-                    "M": True,
-                }
-            )
-    return events
 
 
 def market_cmd(server: BinanceStandIn, topic: str, dlq: str, *extra: str) -> list[str]:
@@ -77,7 +55,7 @@ def metrics_of(port: int) -> dict[str, float]:
 
 
 def test_the_whole_market_follows_a_listing_and_a_break_and_a_restart_resumes_it(local_stack: LocalStack) -> None:
-    events = rounds(MARKET, ROUNDS)
+    events = round_robin(MARKET, ROUNDS)
     script = Script(status_changes={LISTED_AT: {"NEWUSDT": "TRADING"}, BREAK_AT: {"BBBUSDT": "BREAK"}})
     topic, dlq = make_topics(local_stack)
     metrics_port = free_port()
