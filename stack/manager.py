@@ -565,23 +565,22 @@ class Stack:
         return warehouse_uri, s3_endpoint
 
     def _spawn(self, svc: Service, component: Component | None) -> None:
-        cmd, extra_env, workdir = svc.prepare(self.ctx, component)
-        env = {**os.environ, **extra_env}
+        launch = svc.prepare(self.ctx, component)
         log = self.log_path(svc)
         with log.open("ab") as out:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             out.write(f"\n=== k2 stack up: starting {svc.name} at {stamp}\n".encode())
             out.flush()
             proc = subprocess.Popen(
-                cmd,
-                cwd=workdir,
-                env=env,
+                launch.command,
+                cwd=launch.workdir,
+                env={**os.environ, **launch.env},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: `down` signals it and its children only
             )
-        record = {"pid": proc.pid, "ticks": _start_ticks(proc.pid), "cmd": cmd}
+        record = {"pid": proc.pid, "ticks": _start_ticks(proc.pid), "cmd": launch.command}
         self._pid_file(svc).write_text(json.dumps(record) + "\n")
 
     # -- down --------------------------------------------------------------------------------

@@ -104,6 +104,16 @@ def kafka_ok(bootstrap: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Launch:
+    """What a service needs to start, as its ``prepare`` works it out: the process's arguments, the
+    variables added to the caller's environment, and the directory it runs in."""
+
+    command: list[str]
+    env: dict[str, str]
+    workdir: Path
+
+
+@dataclass(frozen=True)
 class Service:
     """One process of the stack."""
 
@@ -113,7 +123,7 @@ class Service:
     depends_on: tuple[str, ...]
     health: Callable[[Context], bool] = field(repr=False)
     # Gets the service's component, or None when it has none.
-    prepare: Callable[[Context, Any], tuple[list[str], dict[str, str], Path]] = field(repr=False)
+    prepare: Callable[[Context, Any], Launch] = field(repr=False)
     # Other fields of Ports it listens on (the Kafka controller, a JMX exporter).
     extra_ports: tuple[str, ...] = ()
     # The Go program it runs ([go.*] in stack/artifacts.toml); None for the JVMs and the maintainer.
@@ -170,7 +180,7 @@ def jmx_agent_arg(ctx: Context, jvm: str) -> str:
     return f"-javaagent:{jmx_agent_jar(ctx)}={HOST}:{port}:{CONFIG_DIR / JMX_RULES[jvm]}"
 
 
-def _prepare_kafka(ctx: Context, component: Component) -> tuple[list[str], dict[str, str], Path]:
+def _prepare_kafka(ctx: Context, component: Component) -> Launch:
     workdir = ctx.home / "kafka"
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = ctx.data / "kafka"
@@ -192,10 +202,10 @@ def _prepare_kafka(ctx: Context, component: Component) -> tuple[list[str], dict[
             log.write_text(done.stdout + done.stderr)
             raise StackError(f"formatting Kafka storage in {data_dir} failed; see {log}")
     cmd = _java_args(ctx, "1g") + [jmx_agent_arg(ctx, "kafka"), log4j, "-cp", classpath, "kafka.Kafka", str(properties)]
-    return cmd, {}, workdir
+    return Launch(cmd, {}, workdir)
 
 
-def _prepare_registry(ctx: Context, component: Component) -> tuple[list[str], dict[str, str], Path]:
+def _prepare_registry(ctx: Context, component: Component) -> Launch:
     dist = ctx.lib(component)
     runners = sorted(dist.glob("apicurio-registry-app-*-runner.jar"))
     if not runners:
@@ -219,7 +229,7 @@ def _prepare_registry(ctx: Context, component: Component) -> tuple[list[str], di
     cmd += ["-jar", str(runners[-1])]
     workdir = ctx.home / "registry"
     workdir.mkdir(parents=True, exist_ok=True)
-    return cmd, {}, workdir
+    return Launch(cmd, {}, workdir)
 
 
 # The catalog's SQLite backend, the same in Compose. One connection: with the default two, a sink commit
@@ -228,7 +238,7 @@ def _prepare_registry(ctx: Context, component: Component) -> tuple[list[str], di
 CATALOG_BACKEND_ENV = {"CATALOG_CLIENTS": "1"}
 
 
-def _prepare_catalog(ctx: Context, component: Component) -> tuple[list[str], dict[str, str], Path]:
+def _prepare_catalog(ctx: Context, component: Component) -> Launch:
     lib = ctx.lib(component)
     classes = component_dir(ctx.cache, component) / "launcher"
     source = JAVA_DIR / "K2RestCatalogServer.java"
@@ -261,10 +271,10 @@ def _prepare_catalog(ctx: Context, component: Component) -> tuple[list[str], dic
         ctx.warehouse.mkdir(parents=True, exist_ok=True)
         env["CATALOG_WAREHOUSE"] = str(ctx.warehouse)
     cmd = _java_args(ctx, "512m") + ["-cp", f"{classes}:{lib}/*", "org.apache.iceberg.rest.K2RestCatalogServer"]
-    return cmd, env, ctx.data / "catalog"
+    return Launch(cmd, env, ctx.data / "catalog")
 
 
-def _prepare_connect(ctx: Context, component: Component) -> tuple[list[str], dict[str, str], Path]:
+def _prepare_connect(ctx: Context, component: Component) -> Launch:
     components = load_components()
     workdir = ctx.home / "connect"
     plugins = workdir / "plugins"
@@ -287,7 +297,7 @@ def _prepare_connect(ctx: Context, component: Component) -> tuple[list[str], dic
     cmd = _java_args(ctx, CONNECT_HEAP) + ["-XX:+ExitOnOutOfMemoryError", jmx_agent_arg(ctx, "connect"), log4j]
     cmd += ["-cp", f"{ctx.lib(component)}/*"]
     cmd += ["org.apache.kafka.connect.cli.ConnectDistributed", str(CONFIG_DIR / "connect-distributed.properties")]
-    return cmd, env, workdir
+    return Launch(cmd, env, workdir)
 
 
 # -- metrics ------------------------------------------------------------------------------------------
@@ -347,7 +357,7 @@ def go_binary(ctx: Context, tool: str) -> Path:
     return binary
 
 
-def _prepare_metrics(ctx: Context, component: Component | None) -> tuple[list[str], dict[str, str], Path]:
+def _prepare_metrics(ctx: Context, component: Component | None) -> Launch:
     workdir = ctx.home / "metrics"
     workdir.mkdir(parents=True, exist_ok=True)
     scrape = workdir / "scrape.yml"
@@ -363,10 +373,10 @@ def _prepare_metrics(ctx: Context, component: Component | None) -> tuple[list[st
         f"-vmui.customDashboardsPath={DASHBOARDS_DIR}",  # the Dashboards tab of http://127.0.0.1:8428/vmui
         *METRICS_FLAGS,
     ]
-    return cmd, {}, workdir
+    return Launch(cmd, {}, workdir)
 
 
-def _prepare_alerts(ctx: Context, component: Component | None) -> tuple[list[str], dict[str, str], Path]:
+def _prepare_alerts(ctx: Context, component: Component | None) -> Launch:
     workdir = ctx.home / "alerts"
     workdir.mkdir(parents=True, exist_ok=True)
     metrics = f"http://{HOST}:{ctx.ports.metrics}"
@@ -381,7 +391,7 @@ def _prepare_alerts(ctx: Context, component: Component | None) -> tuple[list[str
         f"-external.url=http://{HOST}:{ctx.ports.alerts}",
         *ALERTS_FLAGS,
     ]
-    return cmd, {}, workdir
+    return Launch(cmd, {}, workdir)
 
 
 def maintainer_heartbeat(ctx: Context) -> Path:
@@ -417,7 +427,7 @@ def maintainer_command(
     ]
 
 
-def _prepare_maintainer(ctx: Context, component: Component | None) -> tuple[list[str], dict[str, str], Path]:
+def _prepare_maintainer(ctx: Context, component: Component | None) -> Launch:
     heartbeat = maintainer_heartbeat(ctx)
     heartbeat.unlink(missing_ok=True)  # healthy only once this process has reached the catalog
     cmd = [
@@ -428,7 +438,7 @@ def _prepare_maintainer(ctx: Context, component: Component | None) -> tuple[list
     ]
     workdir = ctx.home / "maintainer"
     workdir.mkdir(parents=True, exist_ok=True)
-    return cmd, {"PYTHONUNBUFFERED": "1"}, workdir
+    return Launch(cmd, {"PYTHONUNBUFFERED": "1"}, workdir)
 
 
 def _maintainer_ok(ctx: Context) -> bool:
@@ -470,7 +480,7 @@ def supervisor_command(
     return [*root, "stack", "supervise", *([] if home else ["--no-services"]), *options]
 
 
-def _prepare_supervisor(ctx: Context, component: Component | None) -> tuple[list[str], dict[str, str], Path]:
+def _prepare_supervisor(ctx: Context, component: Component | None) -> Launch:
     heartbeat = supervisor_heartbeat(ctx)
     heartbeat.unlink(missing_ok=True)  # healthy only once this process has written one
     # --home and --connect-url given, so a K2_HOME or K2_CONNECT_URL of the caller's shell cannot point it
@@ -483,7 +493,7 @@ def _prepare_supervisor(ctx: Context, component: Component | None) -> tuple[list
     ]
     workdir = ctx.home / "supervisor"
     workdir.mkdir(parents=True, exist_ok=True)
-    return cmd, {"PYTHONUNBUFFERED": "1"}, workdir
+    return Launch(cmd, {"PYTHONUNBUFFERED": "1"}, workdir)
 
 
 def _supervisor_ok(ctx: Context) -> bool:
