@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    from k2.producer.binance_standin.server import BinanceStandIn
     from k2.producer.sample import generate_events, write_frames
-    from k2.producer.standin import BinanceStandIn
 
     symbols = [f"K2B{index:03d}USDT" for index in range(args.symbols)]
     total = args.symbols * args.per_symbol

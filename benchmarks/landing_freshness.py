@@ -94,8 +94,8 @@ class Poller:
 
 
 def freshness(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    from k2.producer.binance_standin.server import BinanceStandIn
     from k2.producer.sample import generate_events
-    from k2.producer.standin import BinanceStandIn
 
     sink = make_sink(tmp, args.bootstrap_servers, args.catalog_uri, None)
     k2("deploy-connectors", sink["file"], *json.loads(sink["sets"]))

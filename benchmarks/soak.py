@@ -30,8 +30,8 @@ import click
 
 from k2.connect.maintenance import head_manifests, max_files_per_partition
 from k2.connect.tables import apply_table, load_table_specs, rest_catalog
+from k2.producer.binance_standin.server import BinanceStandIn
 from k2.producer.sample import generate_events
-from k2.producer.standin import BinanceStandIn
 from k2.stack.ports import default_home
 
 from probes import k2, rss_bytes, stack_env

@@ -263,7 +263,7 @@ def serve(
     """
     import asyncio
 
-    from k2.producer.standin import SYMBOL_STATUSES, BinanceStandIn, Script, load_frames
+    from k2.producer.binance_standin.server import SYMBOL_STATUSES, BinanceStandIn, Script, load_frames
 
     events = load_frames(frames)
     if not events:

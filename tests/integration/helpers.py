@@ -34,8 +34,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from k2.connect.tables import TableSpec, load_table_specs
+from k2.producer.binance_standin.server import BinanceStandIn
 from k2.producer.sample import generate_events
-from k2.producer.standin import BinanceStandIn
 
 from .conftest import LocalStack, unique
 

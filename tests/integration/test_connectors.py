@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from k2.connect.deploy import fill, load_connector, variable_values
 from k2.connect.tables import apply_table, rest_catalog
-from k2.producer.standin import BinanceStandIn
+from k2.producer.binance_standin.server import BinanceStandIn
 from k2.schemas.contract import load_topics
 
 from .conftest import LocalStack, unique

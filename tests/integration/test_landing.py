@@ -23,7 +23,7 @@ from pyiceberg.transforms import BucketTransform
 from pyiceberg.types import StringType
 
 from k2.connect.tables import apply_table, rest_catalog
-from k2.producer.standin import BinanceStandIn, Script
+from k2.producer.binance_standin.server import BinanceStandIn, Script
 
 from .conftest import LocalStack, unique
 from .helpers import (

@@ -26,8 +26,8 @@ from k2.connect import rewrite
 from k2.connect.maintenance import Policy, plan
 from k2.connect.rewrite import HOLD_VARIABLE, REWRITE_PROPERTY
 from k2.connect.tables import apply_table, rest_catalog
+from k2.producer.binance_standin.server import BinanceStandIn
 from k2.producer.sample import generate_events
-from k2.producer.standin import BinanceStandIn
 
 from .conftest import LocalStack, unique
 from .helpers import (

@@ -1,6 +1,6 @@
 """`k2 produce` backfilling gaps under Binance's REST limits, on the real stack, with the stand-in.
 
-Each test makes one documented Binance condition real through the stand-in (producer/standin.py):
+Each test makes one documented Binance condition real through the stand-in (producer/binance_standin/):
 every connection dropped at once with 100+ symbols, ids that never existed, the request-weight limit
 with its 429-then-418 escalation, a WAF block, and a ban while the producer is asked to stop.
 """
@@ -16,9 +16,9 @@ import time
 import pytest
 
 from k2.producer.backfill import RestClient, WeightBudget
+from k2.producer.binance_standin.server import BinanceStandIn, Script
 from k2.producer.exceptions import BackfillError
 from k2.producer.sample import generate_events
-from k2.producer.standin import BinanceStandIn, Script
 
 from .conftest import LocalStack
 from .helpers import (

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from k2.producer.standin import BinanceStandIn, Script
+from k2.producer.binance_standin.server import BinanceStandIn, Script
 
 from .conftest import LocalStack
 from .helpers import (

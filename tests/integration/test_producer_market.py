@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from k2.producer.standin import BinanceStandIn, Script, stream_name
+from k2.producer.binance_standin.server import BinanceStandIn, Script, stream_name
 
 from .conftest import LocalStack
 from .helpers import (

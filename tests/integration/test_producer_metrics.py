@@ -12,8 +12,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from k2.producer.binance_standin.server import BinanceStandIn, Script
 from k2.producer.metrics import HISTOGRAM_SAMPLE
-from k2.producer.standin import BinanceStandIn, Script
 
 from .conftest import LocalStack
 from .helpers import (

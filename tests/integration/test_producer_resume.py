@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from k2.producer.binance_standin.server import BinanceStandIn
 from k2.producer.resume import last_trade_ids
-from k2.producer.standin import BinanceStandIn
 
 from .conftest import LocalStack
 from .helpers import (

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from k2.connect.deploy import fill, load_connector, variable_values
 from k2.connect.tables import apply_table, rest_catalog
-from k2.producer.standin import BinanceStandIn
+from k2.producer.binance_standin.server import BinanceStandIn
 from k2.schemas.contract import load_topics
 
 from .conftest import TEST_PORTS, LocalStack, unique

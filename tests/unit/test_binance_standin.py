@@ -19,8 +19,8 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from k2.producer.binance_standin.server import BinanceStandIn, Script, ban_length_s, stream_name, with_missing_ids
 from k2.producer.sample import generate_events
-from k2.producer.standin import BinanceStandIn, Script, ban_length_s, stream_name, with_missing_ids
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
 

@@ -16,12 +16,12 @@ import pytest
 import requests
 
 from k2.producer.backfill import WeightBudget, backfill_order
+from k2.producer.binance_standin.server import BinanceStandIn
 from k2.producer.connections import ConnectionSets
 from k2.producer.exchange import stream_name
 from k2.producer.frames import Trade
 from k2.producer.sample import generate_events
 from k2.producer.sequencer import Sequencer
-from k2.producer.standin import BinanceStandIn
 from k2.producer.subscriptions import (
     CONTROL_INTERVAL_S,
     MAX_STREAMS_PER_CONNECTION,
