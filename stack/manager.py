@@ -437,7 +437,7 @@ class Stack:
             for name in svc.port_names():
                 port = getattr(ctx.ports, name)
                 if port_in_use(port):
-                    role = PORT_ROLES.get(name) or (svc.name if name == svc.port else name)
+                    role = PORT_ROLES.get(name, name)
                     holder = port_holder(port)
                     raise StackError(
                         f"port {port} for {role} is already in use by {holder or 'another process'}; stop it, or "

@@ -117,9 +117,8 @@ class Launch:
 class Service:
     """One process of the stack."""
 
-    name: str
+    name: str  # also its own field in Ports, the port it listens on
     component: str | None  # the jars it runs from (stack/artifacts.toml); None for a Python process
-    port: str | None  # its field in Ports; None when it listens on no port
     depends_on: tuple[str, ...]
     health: Callable[[Context], bool] = field(repr=False)
     # Gets the service's component, or None when it has none.
@@ -128,18 +127,15 @@ class Service:
     extra_ports: tuple[str, ...] = ()
     # The Go program it runs ([go.*] in stack/artifacts.toml); None for the JVMs and the maintainer.
     tool: str | None = None
+    # What status shows as its URL when ports.urls() has no client URL for it.
+    status_url: Callable[[Context], str] | None = field(default=None, repr=False)
 
     def url(self, ctx: Context) -> str:
-        if self.name == "maintainer":
-            return str(maintainer_heartbeat(ctx))
-        return urls(ctx.ports)[self.name]
-
-    def port_number(self, ports: Ports) -> int | None:
-        return int(getattr(ports, self.port)) if self.port else None
+        return self.status_url(ctx) if self.status_url else urls(ctx.ports)[self.name]
 
     def port_names(self) -> tuple[str, ...]:
         """Every field of Ports this service listens on, its own port first."""
-        return ((self.port,) if self.port else ()) + self.extra_ports
+        return (self.name, *self.extra_ports)
 
 
 def _java_args(ctx: Context, heap: str) -> list[str]:
@@ -520,7 +516,6 @@ SERVICES: tuple[Service, ...] = (
     Service(
         name="kafka",
         component="kafka",
-        port="kafka",
         depends_on=(),
         health=lambda ctx: kafka_ok(f"{HOST}:{ctx.ports.kafka}"),
         prepare=_prepare_kafka,
@@ -529,7 +524,6 @@ SERVICES: tuple[Service, ...] = (
     Service(
         name="registry",
         component="apicurio-registry",
-        port="registry",
         depends_on=(),
         health=lambda ctx: (
             http_ok(f"http://{HOST}:{ctx.ports.registry}/health/ready")
@@ -540,7 +534,6 @@ SERVICES: tuple[Service, ...] = (
     Service(
         name="catalog",
         component="iceberg-rest",
-        port="catalog",
         depends_on=(),
         health=lambda ctx: http_ok(f"http://{HOST}:{ctx.ports.catalog}/v1/config"),
         prepare=_prepare_catalog,
@@ -548,7 +541,6 @@ SERVICES: tuple[Service, ...] = (
     Service(
         name="connect",
         component="kafka",
-        port="connect",
         depends_on=("kafka", "registry"),
         # /connectors answers only once the worker has joined its group and read its config topic.
         health=lambda ctx: http_ok(f"http://{HOST}:{ctx.ports.connect}/connectors"),
@@ -558,16 +550,16 @@ SERVICES: tuple[Service, ...] = (
     Service(
         name="maintainer",
         component=None,
-        port="maintainer",  # its metrics; its health is the heartbeat file
         depends_on=("catalog",),
         # A heartbeat file it rewrites after every table and cycle: alive, reaching the catalog, not stuck.
+        # Its port serves only metrics, so status shows the heartbeat file.
         health=_maintainer_ok,
         prepare=_prepare_maintainer,
+        status_url=lambda ctx: str(maintainer_heartbeat(ctx)),
     ),
     Service(
         name="metrics",
         component=None,
-        port="metrics",
         depends_on=(),
         health=lambda ctx: http_ok(f"http://{HOST}:{ctx.ports.metrics}/health"),
         prepare=_prepare_metrics,
@@ -576,7 +568,6 @@ SERVICES: tuple[Service, ...] = (
     Service(
         name="alerts",
         component=None,
-        port="alerts",
         depends_on=("metrics",),
         health=lambda ctx: http_ok(f"http://{HOST}:{ctx.ports.alerts}/health"),
         prepare=_prepare_alerts,
@@ -587,8 +578,8 @@ SERVICES: tuple[Service, ...] = (
     Service(
         name="supervisor",
         component=None,
-        port="supervisor",  # its metrics; its health is the heartbeat file and the metrics answering
         depends_on=("kafka", "registry", "catalog", "connect"),
+        # Its port serves its metrics; its health is the heartbeat file and the metrics answering.
         health=_supervisor_ok,
         prepare=_prepare_supervisor,
     ),
