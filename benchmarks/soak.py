@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
 
+from k2.connect.lag import sink_lag
 from k2.connect.maintenance import head_manifests, max_files_per_partition
 from k2.connect.tables import apply_table, load_table_specs, rest_catalog
 from k2.producer.binance_standin.server import BinanceStandIn
@@ -40,25 +43,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
 
 
-def consumer_lag(bootstrap: str, group: str, topic: str) -> int | None:
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def total_lag(admin: AdminClient, connector: str, topic: str) -> int | None:
+    """The sink's lag summed over the topic's partitions; None while Kafka does not answer (a missed sample)."""
     try:
-        result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=10)
-    except Exception:
+        return sum(row.lag for row in sink_lag(admin, connector, [topic]))
+    except KafkaException:
         return None
-    committed = {tp.partition: tp.offset for tp in result.topic_partitions if tp.topic == topic}
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"soak-probe-{uuid.uuid4().hex[:6]}"})
-    try:
-        lag = 0
-        for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-            end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
-            lag += end - max(committed.get(partition, 0), 0)
-        return lag
-    finally:
-        consumer.close()
 
 
 def timed(env: dict[str, str], *args: str) -> float | None:
@@ -137,8 +127,6 @@ def main(
     run = f"soak_{'c' if compressed else 'd'}_{'m' if maintainer else 'n'}_{uuid.uuid4().hex[:6]}"
     topic, dlq, control = f"{run}_trades", f"{run}_dlq", f"{run}_control"
     table_name = f"{run}.trades"
-    from confluent_kafka.admin import AdminClient, NewTopic
-
     admin = AdminClient({"bootstrap.servers": where["kafka"]})
     for future in admin.create_topics([NewTopic(topic, 3, 1), NewTopic(dlq, 1, 1), NewTopic(control, 1, 1)]).values():
         future.result(timeout=30)
@@ -254,7 +242,7 @@ def main(
                     ),
                     "producer_rss_bytes": rss_bytes(producer.pid),
                     "connect_rss_bytes": rss_bytes(connect_pid),
-                    "consumer_lag": consumer_lag(where["kafka"], f"connect-{connector['name']}", topic),
+                    "consumer_lag": total_lag(admin, connector["name"], topic),
                 }
                 samples.append(sample)
                 print(json.dumps(sample), flush=True)

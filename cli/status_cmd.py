@@ -93,10 +93,10 @@ def _supervisor(url: str) -> dict[str, Any]:
 def _connectors_and_lag(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Our connectors (connect/*.json) with task states, and per partition of each sink's topics the
     topic's end offset against the sink group's committed offset."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import OffsetSpec
+    from dataclasses import asdict
 
     from k2.connect.deploy import ConnectClient, connector_files, load_connector, trace_summary
+    from k2.connect.lag import sink_lag
     from k2.schemas.topics import admin_client
 
     client = ConnectClient(settings.connect_url, timeout=10)
@@ -122,29 +122,7 @@ def _connectors_and_lag(settings: Settings) -> tuple[list[dict[str, Any]], list[
         )
         config = client.config(name) or {}
         topics = [t.strip() for t in config.get("topics", "").split(",") if t.strip()]
-        group = f"connect-{name}"
-        future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
-        committed = {(tp.topic, tp.partition): tp.offset for tp in future.result(timeout=10).topic_partitions}
-        metadata = admin.list_topics(timeout=10)
-        partitions = [
-            TopicPartition(t, p) for t in topics if t in metadata.topics for p in metadata.topics[t].partitions
-        ]
-        if not partitions:
-            continue
-        ends = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions})
-        for tp, result in sorted(ends.items(), key=lambda item: (item[0].topic, item[0].partition)):
-            end = result.result(timeout=10).offset
-            done = committed.get((tp.topic, tp.partition), -1)
-            lag.append(
-                {
-                    "group": group,
-                    "topic": tp.topic,
-                    "partition": tp.partition,
-                    "end_offset": end,
-                    "committed": done if done >= 0 else None,
-                    "lag": end - max(done, 0),
-                }
-            )
+        lag += [asdict(row) for row in sink_lag(admin, name, topics)]
     return connectors, lag
 
 
