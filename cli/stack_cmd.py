@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from k2.stack.ports import SERVICE_NAMES, Ports, stack_ports
+from k2.stack.ports import Ports, stack_ports
+from k2.stack.services import SERVICE_NAMES, Context
 
 if TYPE_CHECKING:
     from k2.stack.manager import Stack
@@ -25,8 +26,7 @@ def _stack(
     settings: Settings, warehouse: str | None = None, s3_endpoint: str | None = None, **port_flags: int | None
 ) -> Stack:
     ports = stack_ports(settings.home, flags=port_flags)
-    from k2.stack.manager import Stack, default_cache  # here: every `k2` command imports this module
-    from k2.stack.services import Context
+    from k2.stack.manager import Stack, default_cache  # here: `k2 --help` imports this module
 
     context = Context(settings.home, default_cache(), ports, warehouse_uri=warehouse, s3_endpoint=s3_endpoint)
     return Stack(context)

@@ -13,8 +13,6 @@ from .exceptions import StackError
 
 HOST = "127.0.0.1"
 PORTS_FILE = "ports.json"
-# The services of stack/services.py, in start order (a unit test keeps the two equal).
-SERVICE_NAMES = ("kafka", "registry", "catalog", "connect", "maintainer", "metrics", "alerts", "supervisor")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import StackError
-from .ports import HOST, SERVICE_NAMES, Ports, urls
+from .ports import HOST, Ports, urls
 from .resolve import Component, GoTool, component_dir, go_tool_path, load_components, load_go_tools
 
 CONFIG_DIR = Path(__file__).with_name("config")
@@ -585,8 +585,7 @@ SERVICES: tuple[Service, ...] = (
     ),
 )
 
-if SERVICE_NAMES != tuple(s.name for s in SERVICES):  # ports.py names them for the CLI's fast start-up
-    raise StackError(f"stack/ports.py SERVICE_NAMES {SERVICE_NAMES} differ from the services defined here")
+SERVICE_NAMES = tuple(svc.name for svc in SERVICES)
 
 
 def service(name: str) -> Service:
