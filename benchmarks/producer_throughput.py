@@ -149,8 +149,9 @@ def run_floor(frames: Path, bootstrap: str, registry: str, queue: Any) -> None:
     from confluent_kafka import Producer
 
     from k2.producer.avro import TradeEncoder
-    from k2.producer.frames import Trade, parse_frame
+    from k2.producer.frames import parse_frame
     from k2.producer.kafka_sink import producer_config, schema_id_for
+    from k2.producer.model import Trade
 
     topic = _topic(bootstrap, "floor")
     prefix = b"\x00" + schema_id_for(registry, topic).to_bytes(4, "big")

@@ -8,18 +8,12 @@ unit tests decode the output with fastavro against the schema.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from k2.schemas.contract import parsed_schema
 
 from .exceptions import ProducerError
-
-if TYPE_CHECKING:
-    from .frames import Trade
-
-PRECISION = 28
-SCALE = 8
-MAX_UNSCALED = 10**PRECISION - 1  # decimal(28, 8): see schemas/trade.avsc
+from .model import PRECISION, SCALE, Trade
 
 # (name, Avro type as written below) in schema order.
 LAYOUT = (

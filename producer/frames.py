@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from .avro import MAX_UNSCALED, PRECISION, SCALE
 from .exceptions import BadFrame
 from .exchange import is_symbol, normalize_symbol
-
-
-@dataclass(slots=True)
-class Trade:
-    """A trade with exact decimals as unscaled integers (value * 10**8)."""
-
-    symbol: str
-    trade_id: int
-    price: int
-    quantity: int
-    is_buyer_maker: bool
-    trade_time: int
-    event_time: int
-    vendor: tuple[tuple[str, str], ...]
+from .model import MAX_UNSCALED, PRECISION, SCALE, Trade
 
 
 class Control:

@@ -12,8 +12,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from .avro import TradeEncoder
 from .exceptions import ProducerError
-from .frames import Trade
 from .metrics import DELIVERY_BUCKETS, EVENT_LAG_BUCKETS, HISTOGRAM_SAMPLE, Buckets
+from .model import Trade
 
 SAMPLE_MASK = HISTOGRAM_SAMPLE - 1  # the histograms observe trades whose running count is a multiple of it
 

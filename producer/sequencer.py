@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .frames import Trade
+from .model import Trade
 
 
 @dataclass

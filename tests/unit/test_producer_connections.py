@@ -23,7 +23,8 @@ from k2.producer import websocket as ws_module
 from k2.producer.avro import TradeEncoder
 from k2.producer.exceptions import ProducerError
 from k2.producer.exchange import check_symbols, normalize_symbol, stream_name
-from k2.producer.frames import Trade, parse_frame, trade_from_rest
+from k2.producer.frames import parse_frame, trade_from_rest
+from k2.producer.model import Trade
 from k2.producer.resume import RESUME_BUDGET, read_long, trade_id_of
 from k2.producer.websocket import (
     MAX_STREAMS_PER_CONNECTION,

@@ -19,7 +19,7 @@ from k2.producer.backfill import WeightBudget, backfill_order
 from k2.producer.binance_standin.server import BinanceStandIn
 from k2.producer.connections import ConnectionSets
 from k2.producer.exchange import stream_name
-from k2.producer.frames import Trade
+from k2.producer.model import Trade
 from k2.producer.sample import generate_events
 from k2.producer.sequencer import Sequencer
 from k2.producer.subscriptions import (

@@ -15,7 +15,8 @@ import pytest
 
 from k2.producer.avro import TradeEncoder, check_layout
 from k2.producer.exceptions import BadFrame, ProducerError
-from k2.producer.frames import CONTROL, SHUTDOWN, Trade, parse_decimal, parse_frame, trade_from_rest
+from k2.producer.frames import CONTROL, SHUTDOWN, parse_decimal, parse_frame, trade_from_rest
+from k2.producer.model import Trade
 from k2.producer.sequencer import Sequencer
 from k2.producer.websocket import AttemptLimiter, stream_urls
 from k2.schemas.contract import parsed_schema
