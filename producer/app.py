@@ -17,19 +17,26 @@ from typing import Any
 
 from .backfill import PAGE_LIMIT, RestClient, WeightBudget, backfill_order
 from .connections import ConnectionSets
+from .defaults import (
+    BINANCE_REST_URL,
+    BINANCE_WS_URL,
+    GAP_TIMEOUT_S,
+    RESUME_BUDGET,
+    SILENCE_TIMEOUT_S,
+    SYMBOLS_REFRESH_S,
+)
 from .exceptions import BackfillError, BadFrame, ProducerError
 from .exchange import TRADING, check_symbols
 from .frames import CONTROL, SHUTDOWN, parse_frame, trade_from_rest
 from .kafka_sink import KafkaSink, check_topics_exist, schema_id_for
 from .metrics import MetricsServer
-from .resume import RESUME_BUDGET, last_trade_ids
+from .resume import last_trade_ids
 from .sequencer import Sequencer
 from .subscriptions import pack
 from .universe import (
     ADDED,
     EXCHANGE_INFO_WEIGHT,
     REMOVED,
-    SYMBOLS_REFRESH_S,
     ExchangeInfoError,
     Listing,
     Market,
@@ -40,7 +47,6 @@ from .universe import (
 from .websocket import (
     MAX_URL_LENGTH,
     ROTATE_AFTER_S,
-    SILENCE_TIMEOUT_S,
     AttemptLimiter,
     ConnectionStats,
     StreamConnection,
@@ -48,8 +54,6 @@ from .websocket import (
 
 log = logging.getLogger("k2.producer")
 
-BINANCE_WS_URL = "wss://stream.binance.com:9443"
-BINANCE_REST_URL = "https://api.binance.com"
 # With redundant connection sets, a gap this young is left to the other set, which normally closes it at
 # once (its copy of the missing trades is already on the way); REST is asked only if it is still open.
 REDUNDANT_GAP_GRACE_S = 2.0
@@ -67,7 +71,7 @@ class ProduceOptions:
     replay: Path | None = None
     max_messages: int | None = None
     duration: float | None = None
-    gap_timeout: float = 30.0
+    gap_timeout: float = GAP_TIMEOUT_S
     rotate_after: float | None = None
     flush_timeout: float = 60.0
     # At shutdown, open gaps get this long for a last backfill (never a whole ban), then Kafka is flushed.

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from .defaults import RESUME_BUDGET
 from .exceptions import ProducerError
 
 log = logging.getLogger("k2.producer")
 _QUIET = logging.getLogger("k2.producer.librdkafka.resume")
 _QUIET.setLevel(logging.CRITICAL)
 
-RESUME_BUDGET = 200_000  # records per partition: about 30 MB of trades, a few seconds at worst
 FIRST_CHUNK = 2_000
 MAX_CHUNK = 50_000
 

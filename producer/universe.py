@@ -31,7 +31,6 @@ log = logging.getLogger("k2.producer")
 
 ALL = "ALL"  # `--symbols ALL`: every TRADING symbol (filtered by --quote)
 EXCHANGE_INFO_WEIGHT = 20  # rest-api.md § Exchange information
-SYMBOLS_REFRESH_S = 300.0  # how often exchangeInfo is read again by default
 ADDED, REMOVED = "added", "removed"
 LISTED, DELISTED, OTHER = "listed", "delisted", "other"
 STATUSES = (TRADING, "END_OF_DAY", "HALT", "BREAK", "CANCEL_ONLY")  # enums.md § Symbol status

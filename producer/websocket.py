@@ -31,6 +31,7 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from .defaults import SILENCE_TIMEOUT_S
 from .exceptions import ProducerError
 from .exchange import stream_name
 from .subscriptions import (
@@ -49,11 +50,6 @@ __all__ = ["MAX_STREAMS_PER_CONNECTION", "MAX_URL_LENGTH", "StreamConnection", "
 log = logging.getLogger("k2.producer.ws")
 
 ROTATE_AFTER_S = 23 * 3600 + 30 * 60  # well before Binance's 24 h cut-off
-# A connection that delivers no frame for this long is closed and opened again (the sequencer backfills
-# what was missed). Liquid pairs trade several times a second, but quiet symbols exist: two minutes is
-# six of Binance's 20 s pings, a false alarm costs one reconnect (far below 300 attempts per 5 minutes)
-# and no data, and a real one costs at most two minutes of freshness.
-SILENCE_TIMEOUT_S = 120.0
 # A connection that delivered no frame counts as a failed attempt: a server that accepts and closes at
 # once (or stays silent) is retried with growing delays, never in a tight loop. One that delivered
 # frames is reopened at once, since every second away is trades to backfill, unless it is the
