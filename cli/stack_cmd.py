@@ -115,9 +115,11 @@ def up(
     flags = {key.removesuffix("_port"): value for key, value in ports.items()}
     the_stack = _stack(settings, warehouse, s3_endpoint, **flags)
     if dry_run:
+        from k2.stack.manager import PLAN_COLUMNS
+
         plan = the_stack.plan(services)
-        emit(plan, fmt, ("service", "url", "state", "action"))
-        if any(str(row["action"]).startswith("would fail") for row in plan):
+        emit(plan, fmt, PLAN_COLUMNS)
+        if any(step.kind == "fail" for step in plan):
             sys.exit(1)  # the plan says `up` would fail: scripts can tell before trying
         return
     started = time.monotonic()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 from .exceptions import StackError
 from .ports import HOST, PORTS_FILE, Ports, port_flag
@@ -85,6 +85,54 @@ class ServiceState:
         return self.state in OK_STATES
 
 
+# What `up` does with a service: keep (already running), skip (cannot start; said, and the rest starts),
+# fail (`up` refuses before changing anything), start (after downloading its jars or building its program).
+StepKind = Literal["keep", "skip", "fail", "start"]
+PLAN_COLUMNS = ("service", "url", "state", "action")
+
+
+@dataclass(frozen=True)
+class Step(Mapping[str, object]):
+    """What `up` does with one service, decided before it does anything: `Stack.plan` returns the
+    steps, the dry run prints them, `up` carries them out."""
+
+    service: Service
+    url: str
+    state: str  # as `status` shows it before `up`
+    kind: StepKind
+    reason: str = ""  # skip and fail: why
+    taken_port: str | None = None  # fail: the field of Ports another process listens on
+    download: str | None = None  # start: the component to download from Maven Central first
+    build: GoTool | None = None  # start: the Go program to build first
+
+    @property
+    def action(self) -> str:
+        """The step in the dry run's words."""
+        if self.kind == "keep":
+            return "left alone (already running)"
+        if self.kind in ("skip", "fail"):
+            return f"would {self.kind}: {self.reason}"
+        if self.download:
+            return f"would download {self.download} from Maven Central, then start"
+        if self.build:
+            return f"would build {self.build.name} {self.build.version} with `go install`, then start"
+        return "would start"
+
+    def row(self) -> dict[str, object]:
+        return {"service": self.service.name, "url": self.url, "state": self.state, "action": self.action}
+
+    # A step reads as its row, so whoever prints a plan (`k2 stack up --dry-run`, `k2 run --dry-run`)
+    # prints the steps `up` carries out.
+    def __getitem__(self, key: str) -> object:
+        return self.row()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PLAN_COLUMNS)
+
+    def __len__(self) -> int:
+        return len(PLAN_COLUMNS)
+
+
 def go_skip_reason(tool: GoTool, cache: Path, go: str | None) -> str | None:
     """Why a service run by a Go program cannot start now, with how to get it; None when it can (built
     already, or Go is on PATH to build it)."""
@@ -93,6 +141,11 @@ def go_skip_reason(tool: GoTool, cache: Path, go: str | None) -> str | None:
     if go is None:
         return f"Go not found; install Go {tool.go}+ (https://go.dev/dl), then `k2 stack up` again"
     return None
+
+
+def cannot_start(name: str, reason: str) -> str:
+    """Why `up` refuses a service it was asked for by name and cannot start."""
+    return f"{name} cannot start: {reason}"
 
 
 def skip_line(names: Iterable[str], reason: str) -> str:
@@ -387,7 +440,8 @@ class Stack:
 
     def up(self, timeout: float, progress: Progress, only: Iterable[str] = ()) -> list[ServiceState]:
         """Start every service (or those in ``only`` and what they depend on) that is not already running,
-        and wait until all of them are healthy. Holds the state directory's lock meanwhile."""
+        and wait until all of them are healthy: carry out ``plan``, made under the state directory's lock,
+        which is held meanwhile."""
         java = find_java()
         warehouse_uri, s3_endpoint = self._warehouse()  # both refuse before anything is written
         if self._lock_depth == 0 and self._locked_elsewhere():
@@ -421,36 +475,25 @@ class Stack:
         for sub in ("logs", "run", "data", "tmp"):
             (ctx.home / sub).mkdir(parents=True, exist_ok=True)
 
-        go = find_go()
         named = set(only)
-        to_start = [svc for svc in self.selected(only) if self.pid(svc) is None]
-        # Services run by a Go program are left out when Go is missing: the rest of the stack still starts.
-        skips = self.go_skips(to_start, go)
-        for name in named & set(skips):
-            raise StackError(f"{name} cannot start: {skips[name]}")
-        pending: list[Service] = []
-        for svc in to_start:
-            self._pid_file(svc).unlink(missing_ok=True)
-            self._skip_file(svc).unlink(missing_ok=True)
-            if svc.name in skips:
-                continue
-            for name in svc.port_names():
-                port = getattr(ctx.ports, name)
-                if port_in_use(port):
-                    role = PORT_ROLES.get(name, name)
-                    holder = port_holder(port)
-                    raise StackError(
-                        f"port {port} for {role} is already in use by {holder or 'another process'}; stop it, or "
-                        f"pick another port with {port_flag(name)} or {Ports.ENV[name]}"
-                    )
-            pending.append(svc)
+        steps = self.plan(named)
+        refused = next((step for step in steps if step.kind == "fail"), None)
+        if refused is not None:
+            raise StackError(self._refusal(refused))
+        for step in steps:
+            if step.kind != "keep":  # not running: what an earlier `up` recorded of it is stale
+                self._pid_file(step.service).unlink(missing_ok=True)
+                self._skip_file(step.service).unlink(missing_ok=True)
+        skips = {step.service.name: step.reason for step in steps if step.kind == "skip"}
+        pending = [step.service for step in steps if step.kind == "start"]
 
-        # Ports are checked before any download, so a conflict fails in a second, not after minutes.
+        # The plan checked the ports before any download, so a conflict fails in a second, not after minutes.
         self.ensure_artifacts(progress)
-        if go is not None:
+        go = find_go()
+        if go is not None and any(step.build for step in steps):
             failed = self.ensure_go_tools(pending, go, progress)
             for name in named & set(failed):
-                raise StackError(f"{name} cannot start: {failed[name]}")
+                raise StackError(cannot_start(name, failed[name]))
             skips |= failed
             pending = [svc for svc in pending if svc.name not in failed]
         self._record_skips(skips)
@@ -460,14 +503,15 @@ class Stack:
             (ctx.home / WAREHOUSE_FILE).write_text(json.dumps(record, indent=2) + "\n")
         components = load_components()
         deadline = time.monotonic() + timeout
-        healthy: set[str] = set()
+        healthy = {step.service.name for step in steps if step.state == "running"}  # as the plan saw them
         while True:
             for svc in list(pending):
                 if all(dep in healthy for dep in svc.depends_on):
                     self._spawn(svc, components[svc.component] if svc.component else None)
                     pending.remove(svc)
             waiting = []
-            for svc in self.selected(only):
+            for step in steps:
+                svc = step.service
                 if svc.name in healthy or svc in pending or svc.name in skips:
                     continue
                 pid = self.pid(svc)
@@ -504,33 +548,50 @@ class Stack:
         for reason, names in by_reason.items():
             _notice(skip_line(names, reason))
 
-    def plan(self, only: Iterable[str] = ()) -> list[dict[str, object]]:
-        """What ``up`` would do, changing nothing: per service its state and the action it would take."""
+    def plan(self, only: Iterable[str] = ()) -> list[Step]:
+        """What ``up`` will do with every service (or those in ``only`` and what they depend on), in start
+        order, decided without changing anything: the dry run prints it, ``up`` carries it out."""
+        named = set(only)
         unresolved = {c.name for c in load_components().values() if not is_resolved(self.ctx.cache, c)}
         tools = load_go_tools()
-        go = find_go()
-        selected = self.selected(only)
-        skips = self.go_skips([svc for svc in selected if self.pid(svc) is None], go)
-        rows: list[dict[str, object]] = []
+        selected = self.selected(named)
+        # Services run by a Go program are left out when Go is missing: the rest of the stack still starts.
+        skips = self.go_skips([svc for svc in selected if self.pid(svc) is None], find_go())
+        steps: list[Step] = []
         for svc in selected:
             state = self.state(svc)
-            ports = [getattr(self.ctx.ports, name) for name in svc.port_names()]
-            busy = [p for p in ports if port_in_use(p)]
+            seen = (svc, state.url, state.state)
+            tool = tools[svc.tool] if svc.tool else None
             if state.pid is not None:
-                action = "left alone (already running)"
+                steps.append(Step(*seen, "keep"))
+            elif svc.name in skips and svc.name in named:
+                steps.append(Step(*seen, "fail", cannot_start(svc.name, skips[svc.name])))
             elif svc.name in skips:
-                action = f"would skip: {skips[svc.name]}"
-            elif busy:
-                action = f"would fail: port {busy[0]} is in use by another process"
-            elif svc.component in unresolved:
-                action = f"would download {svc.component} from Maven Central, then start"
-            elif svc.tool and not is_built(self.ctx.cache, tools[svc.tool]):
-                tool = tools[svc.tool]
-                action = f"would build {tool.name} {tool.version} with `go install`, then start"
+                steps.append(Step(*seen, "skip", skips[svc.name]))
+            elif taken := next((name for name in svc.port_names() if port_in_use(self._port(name))), None):
+                reason = f"port {self._port(taken)} is in use by another process"
+                steps.append(Step(*seen, "fail", reason, taken_port=taken))
             else:
-                action = "would start"
-            rows.append({"service": svc.name, "url": state.url, "state": state.state, "action": action})
-        return rows
+                download = svc.component if svc.component in unresolved else None
+                build = tool if tool and not is_built(self.ctx.cache, tool) else None
+                steps.append(Step(*seen, "start", download=download, build=build))
+        return steps
+
+    def _refusal(self, step: Step) -> str:
+        """The error `up` raises for a step that fails: a taken port says what holds it and how to move."""
+        name = step.taken_port
+        if name is None:
+            return step.reason
+        port = self._port(name)
+        holder = port_holder(port) or "another process"
+        return (
+            f"port {port} for {PORT_ROLES.get(name, name)} is already in use by {holder}; stop it, or "
+            f"pick another port with {port_flag(name)} or {Ports.ENV[name]}"
+        )
+
+    def _port(self, name: str) -> int:
+        port: int = getattr(self.ctx.ports, name)
+        return port
 
     def selected(self, only: Iterable[str] = ()) -> list[Service]:
         """The services named in ``only`` with everything they depend on, in start order (all if none)."""
@@ -627,7 +688,7 @@ class Stack:
     def _ports_freed(self, svc: Service, deadline: float, result: str) -> str:
         """Wait until none of the service's ports is bound, so that an `up` right after `down` finds them
         free; say which port is still held, and by what, if one outlives the deadline."""
-        ports = [getattr(self.ctx.ports, name) for name in svc.port_names()]
+        ports = [self._port(name) for name in svc.port_names()]
         while busy := [port for port in ports if port_in_use(port)]:
             if time.monotonic() >= deadline:
                 return f"{result}; port {busy[0]} still held by {port_holder(busy[0]) or 'an unknown process'}"

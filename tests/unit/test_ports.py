@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from k2.stack.exceptions import StackError
 from k2.stack.manager import port_holder, port_in_use
 from k2.stack.ports import Ports, port_flag, urls
 from k2.stack.services import SERVICES, java_major
+
+from .stack_env import AWAY_PORTS, away_ports, path_with
 
 
 def test_defaults_are_the_documented_ports() -> None:
@@ -91,24 +92,6 @@ def test_port_holder_names_the_listening_process_and_nothing_for_a_free_port(bus
     assert port_holder(free) == ""
 
 
-# Ports far from the defaults, so a developer's running stack does not interfere.
-# Ports no stack uses, below the kernel's ephemeral range (32768-60999): a port in that range can be taken
-# at any moment by an outbound connection of some process (a running stack's JVM held 39464 once).
-AWAY_PORTS = {
-    "K2_KAFKA_PORT": "17092",
-    "K2_CONTROLLER_PORT": "17093",
-    "K2_REGISTRY_PORT": "17081",
-    "K2_CONNECT_PORT": "17083",
-    "K2_CATALOG_PORT": "17181",
-    "K2_MAINTAINER_PORT": "17464",
-    "K2_KAFKA_JMX_PORT": "17404",
-    "K2_CONNECT_JMX_PORT": "17405",
-    "K2_METRICS_PORT": "17428",
-    "K2_ALERTS_PORT": "17880",
-    "K2_SUPERVISOR_PORT": "17465",
-}
-
-
 def test_up_refuses_a_port_in_use_before_downloading(busy_port: int, tmp_path: Path) -> None:
     env = {"K2_HOME": str(tmp_path / "home"), "K2_CACHE_DIR": str(tmp_path / "cache"), **AWAY_PORTS}
     result = CliRunner().invoke(cli, ["stack", "up", "--registry-port", str(busy_port)], env=env)
@@ -132,19 +115,8 @@ def test_up_dry_run_predicts_the_taken_port_and_touches_nothing(busy_port: int, 
     assert not (tmp_path / "home").exists() and not (tmp_path / "cache").exists()
 
 
-def _path_with(tmp_path: Path, programs: dict[str, str]) -> str:
-    """A PATH holding only the given shell scripts, for faking a missing or old Java/Maven."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for name, body in programs.items():
-        script = bin_dir / name
-        script.write_text("#!/bin/sh\n" + body + "\n")
-        script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return str(bin_dir)
-
-
 def test_missing_java_is_one_clear_line(tmp_path: Path) -> None:
-    env = {"PATH": _path_with(tmp_path, {}), "JAVA_HOME": "", "K2_HOME": str(tmp_path / "h")}
+    env = {"PATH": path_with(tmp_path, {}), "JAVA_HOME": "", "K2_HOME": str(tmp_path / "h")}
     result = CliRunner().invoke(cli, ["stack", "up"], env=env)
     assert result.exit_code == 1
     assert result.output.startswith("Error: Java 17+ is required but no java was found on PATH")
@@ -153,7 +125,7 @@ def test_missing_java_is_one_clear_line(tmp_path: Path) -> None:
 
 def test_old_java_is_refused_with_its_version(tmp_path: Path) -> None:
     old_java = "echo 'openjdk version \"11.0.22\" 2024-01-16' >&2"
-    env = {"PATH": _path_with(tmp_path, {"java": old_java}), "JAVA_HOME": "", "K2_HOME": str(tmp_path / "h")}
+    env = {"PATH": path_with(tmp_path, {"java": old_java}), "JAVA_HOME": "", "K2_HOME": str(tmp_path / "h")}
     result = CliRunner().invoke(cli, ["stack", "up"], env=env)
     assert result.exit_code == 1
     assert "Java 17+ is required but" in result.output and "is Java 11" in result.output
@@ -162,7 +134,7 @@ def test_old_java_is_refused_with_its_version(tmp_path: Path) -> None:
 def test_missing_maven_is_named_when_jars_must_be_downloaded(tmp_path: Path) -> None:
     real_java = os.path.realpath(__import__("shutil").which("java") or "/usr/bin/java")
     env = {
-        "PATH": _path_with(tmp_path, {"java": f'exec "{real_java}" "$@"'}),
+        "PATH": path_with(tmp_path, {"java": f'exec "{real_java}" "$@"'}),
         "JAVA_HOME": "",
         "K2_HOME": str(tmp_path / "h"),
         "K2_CACHE_DIR": str(tmp_path / "empty-cache"),
@@ -257,7 +229,7 @@ def test_without_go_an_unbuilt_program_is_skipped_with_how_to_get_it(tmp_path: P
 
     tool = load_go_tools()["victoria-metrics"]
     assert tool.version == "v1.151.0" and tool.package.endswith("/app/victoria-metrics")
-    no_go = find_go({"PATH": _path_with(tmp_path, {})})
+    no_go = find_go({"PATH": path_with(tmp_path, {})})
     assert no_go is None
     reason = go_skip_reason(tool, tmp_path / "cache", no_go)
     assert reason == "Go not found; install Go 1.26+ (https://go.dev/dl), then `k2 stack up` again"
@@ -285,7 +257,7 @@ def test_a_service_depending_on_a_skipped_one_is_skipped_for_the_same_reason(tmp
 
 def test_dry_run_without_go_says_metrics_and_alerts_would_be_skipped(tmp_path: Path) -> None:
     env = {
-        "PATH": _path_with(tmp_path, {}),
+        "PATH": path_with(tmp_path, {}),
         "K2_HOME": str(tmp_path / "home"),
         "K2_CACHE_DIR": str(tmp_path / "cache"),
         **AWAY_PORTS,
@@ -305,7 +277,7 @@ def test_status_shows_a_service_up_skipped_as_skipped_and_not_as_a_failure(tmp_p
     from k2.stack.manager import Stack
     from k2.stack.services import Context, service
 
-    the_stack = Stack(Context(tmp_path, tmp_path / "cache", Ports(**{k: int(v) for k, v in _away().items()})))
+    the_stack = Stack(Context(tmp_path, tmp_path / "cache", away_ports()))
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.skipped").write_text("Go not found\n")
     state = the_stack.state(service("metrics"))
@@ -314,12 +286,6 @@ def test_status_shows_a_service_up_skipped_as_skipped_and_not_as_a_failure(tmp_p
     down = the_stack.down(5, lambda _: None)
     assert dict(down)["metrics"] == "was not running"
     assert the_stack.state(service("metrics")).state == "stopped", "down forgets the skip"
-
-
-def _away() -> dict[str, str]:
-    """AWAY_PORTS as Ports field names."""
-    by_var = {var: name for name, var in Ports.ENV.items()}
-    return {by_var[var]: port for var, port in AWAY_PORTS.items()}
 
 
 def test_the_scrape_config_fills_loopback_targets_and_drops_the_producer_when_its_metrics_are_off() -> None:
@@ -341,7 +307,7 @@ def test_a_failed_go_build_skips_the_service_and_names_its_log(tmp_path: Path) -
     from k2.stack.services import Context
 
     the_stack = Stack(Context(tmp_path, tmp_path / "cache", Ports()))
-    failing_go = _path_with(tmp_path, {"go": "echo 'go: downloading example.com/x v1.0.0'; echo 'boom' >&2; exit 1"})
+    failing_go = path_with(tmp_path, {"go": "echo 'go: downloading example.com/x v1.0.0'; echo 'boom' >&2; exit 1"})
     seen: list[str] = []
     failed = the_stack.ensure_go_tools(the_stack.selected([]), f"{failing_go}/go", seen.append)
     log = tmp_path / "cache" / "build-victoria-metrics.log"
