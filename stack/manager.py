@@ -561,7 +561,6 @@ class Stack:
         for svc in selected:
             state = self.state(svc)
             seen = (svc, state.url, state.state)
-            tool = tools[svc.tool] if svc.tool else None
             if state.pid is not None:
                 steps.append(Step(*seen, "keep"))
             elif svc.name in skips and svc.name in named:
@@ -573,6 +572,7 @@ class Stack:
                 steps.append(Step(*seen, "fail", reason, taken_port=taken))
             else:
                 download = svc.component if svc.component in unresolved else None
+                tool = tools[svc.tool] if svc.tool else None
                 build = tool if tool and not is_built(self.ctx.cache, tool) else None
                 steps.append(Step(*seen, "start", download=download, build=build))
         return steps
