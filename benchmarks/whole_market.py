@@ -165,7 +165,8 @@ def closing_trades(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def standin_main(spec_path: Path) -> None:
     """The stand-in's own process: play the tape of ``spec_path`` and print its counters when stopped."""
-    from k2.producer.binance_standin.server import BinanceStandIn, Script
+    from k2.producer.binance_standin.script import Script
+    from k2.producer.binance_standin.server import BinanceStandIn
     from k2.producer.sample import generate_events
 
     spec = json.loads(spec_path.read_text())

@@ -263,7 +263,10 @@ def serve(
     """
     import asyncio
 
-    from k2.producer.binance_standin.server import SYMBOL_STATUSES, BinanceStandIn, Script, load_frames
+    from k2.producer.binance_standin.listings import SYMBOL_STATUSES
+    from k2.producer.binance_standin.script import Script
+    from k2.producer.binance_standin.server import BinanceStandIn
+    from k2.producer.binance_standin.tape import load_frames
 
     events = load_frames(frames)
     if not events:

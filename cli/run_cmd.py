@@ -184,7 +184,9 @@ def run(
     status = progress if progress.enabled else None
     started_ms = int(time.time() * 1000)
     if standin:
-        from k2.producer.binance_standin.server import BinanceStandIn, Script, load_frames, rebase
+        from k2.producer.binance_standin.script import Script
+        from k2.producer.binance_standin.server import BinanceStandIn
+        from k2.producer.binance_standin.tape import load_frames, rebase
 
         # Moved to "now" with fresh ids: each demo run adds new trades instead of repeating old ones.
         now_ms = int(time.time() * 1000)

@@ -14,7 +14,8 @@ import pytest
 import requests
 import yaml
 
-from k2.producer.binance_standin.server import BinanceStandIn, Script
+from k2.producer.binance_standin.script import Script
+from k2.producer.binance_standin.server import BinanceStandIn
 from k2.schemas.contract import load_topics
 from k2.stack.dashboard_sync import load, queries
 from k2.stack.services import SCRAPE_TEMPLATE as SCRAPE

@@ -23,7 +23,8 @@ from pyiceberg.transforms import BucketTransform
 from pyiceberg.types import StringType
 
 from k2.connect.tables import apply_table, rest_catalog
-from k2.producer.binance_standin.server import BinanceStandIn, Script
+from k2.producer.binance_standin.script import Script
+from k2.producer.binance_standin.server import BinanceStandIn
 
 from .conftest import LocalStack, unique
 from .helpers import (

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from k2.producer.binance_standin.server import BinanceStandIn, Script
+from k2.producer.binance_standin.script import Script
+from k2.producer.binance_standin.server import BinanceStandIn
 
 from .conftest import LocalStack, unique
 from .helpers import (

@@ -16,7 +16,8 @@ import time
 import pytest
 
 from k2.producer.backfill import RestClient, WeightBudget
-from k2.producer.binance_standin.server import BinanceStandIn, Script
+from k2.producer.binance_standin.script import Script
+from k2.producer.binance_standin.server import BinanceStandIn
 from k2.producer.exceptions import BackfillError
 from k2.producer.sample import generate_events
 

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from k2.producer.binance_standin.server import BinanceStandIn, Script
+from k2.producer.binance_standin.script import Script
+from k2.producer.binance_standin.server import BinanceStandIn
 
 from .conftest import LocalStack
 from .helpers import (

@@ -10,7 +10,9 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from k2.producer.binance_standin.server import BinanceStandIn, Script, stream_name
+from k2.producer.binance_standin.script import Script
+from k2.producer.binance_standin.server import BinanceStandIn
+from k2.producer.binance_standin.tape import stream_name
 
 from .conftest import LocalStack
 from .helpers import (

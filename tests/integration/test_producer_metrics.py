@@ -12,7 +12,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from k2.producer.binance_standin.server import BinanceStandIn, Script
+from k2.producer.binance_standin.script import Script
+from k2.producer.binance_standin.server import BinanceStandIn
 from k2.producer.metrics import HISTOGRAM_SAMPLE
 
 from .conftest import LocalStack

@@ -19,7 +19,10 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from k2.producer.binance_standin.server import BinanceStandIn, Script, ban_length_s, stream_name, with_missing_ids
+from k2.producer.binance_standin.script import Script
+from k2.producer.binance_standin.server import BinanceStandIn
+from k2.producer.binance_standin.tape import stream_name, with_missing_ids
+from k2.producer.binance_standin.weights import ban_length_s
 from k2.producer.sample import generate_events
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
