@@ -17,6 +17,7 @@ source in binance/binance-spot-api-docs (file § section) in the module that kee
 * ``trade_lookups``: historicalTrades and aggTrades over the trades already broadcast.
 * ``exchange_info``: exchangeInfo as the market stands now.
 * ``rest_params``, ``answers``: parameter checks with Binance's errors; the shapes of JSON and HTML answers.
+* ``counters``: what every part counts, read by tests and benchmarks on the server.
 
 Durations a caller passes (``rest_lag_s``, ``Script.refuse_after_disconnect_s``, ``ping_interval``) and
 the one-second WebSocket message window are taken as given, in real seconds; ``time_scale`` shortens only
