@@ -34,6 +34,7 @@ from k2.connect.lag import sink_lag
 from k2.connect.maintenance import head_manifests, max_files_per_partition
 from k2.connect.tables import apply_table, load_table_specs, rest_catalog
 from k2.producer.binance_standin.server import BinanceStandIn
+from k2.producer.defaults import METRICS_PORT
 from k2.producer.sample import generate_events
 from k2.stack.ports import default_home
 
@@ -103,7 +104,7 @@ def plot(samples: list[dict[str, Any]], path: Path, title: str) -> None:
     type=int,
     default=0,
     show_default=True,
-    help="The producer's metrics port (9091: the stack's k2-producer scrape job); 0 for a second soak beside it.",
+    help=f"The producer's metrics port ({METRICS_PORT}: the stack's k2-producer scrape job); 0 beside another soak.",
 )
 @click.option("--sample-every", type=float, default=60, show_default=True, help="Seconds between samples.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True)

@@ -6,6 +6,10 @@ from typing import Any
 
 import click
 
+from k2.connect.units import duration_text
+from k2.producer.defaults import METRICS_PORT, METRICS_PORT_ENV, SYMBOLS_REFRESH_S
+from k2.stack.ports import HOST
+
 
 def assignments(values: tuple[str, ...], param_hint: str) -> dict[str, str]:
     """NAME=VALUE pairs from a repeatable option (--set, -d), with a usage error naming the bad one."""
@@ -93,6 +97,7 @@ class Symbols(click.ParamType):
 
 
 SYMBOLS = Symbols()
+DEMO_SYMBOLS = "BTCUSDT,ETHUSDT,BNBUSDT"  # what `k2 run` streams and `k2 binance-standin generate` trades by default
 
 
 def symbols_option(help: str, **kwargs: Any) -> Any:
@@ -105,13 +110,12 @@ def live_symbols_option(help: str, **kwargs: Any) -> Any:
     return symbols_option(help + " ALL: every TRADING symbol of exchangeInfo (see --quote).", **kwargs)
 
 
-ALL_SYMBOLS = "ALL"  # `--symbols ALL`: the whole market (the producer's k2.producer.universe.ALL)
-
-
 def market_mode(symbols: list[str] | None, quotes: list[str], replay: bool) -> bool:
     """True for ``--symbols ALL``; a usage error for ALL among other symbols, ALL with --replay, or --quote
     without ALL."""
-    everything = bool(symbols) and ALL_SYMBOLS in (symbols or [])
+    from k2.producer.universe import ALL
+
+    everything = bool(symbols) and ALL in (symbols or [])
     if everything and len(symbols or []) > 1:
         raise click.UsageError("--symbols ALL stands alone: the whole market, or a list of symbols, not both")
     if everything and replay:
@@ -144,7 +148,7 @@ def producer_market_options(command: Any) -> Any:
     command = click.option(
         "--symbols-refresh",
         type=DURATION,
-        default="5m",
+        default=duration_text(SYMBOLS_REFRESH_S),
         show_default=True,
         help="Read /api/v3/exchangeInfo again this often: new TRADING symbols are subscribed, symbols that "
         "stop trading (BREAK, HALT, ...) or disappear are unsubscribed; 0s: never.",
@@ -161,7 +165,7 @@ def metrics_host_option(command: Any) -> Any:
     """``--metrics-host``: one option, one variable, for every process that serves metrics."""
     return click.option(
         "--metrics-host",
-        default="127.0.0.1",
+        default=HOST,
         show_default=True,
         envvar="K2_METRICS_HOST",
         help="With --metrics-port: the address to listen on (0.0.0.0 in a container, for Compose's metrics "
@@ -175,8 +179,8 @@ def producer_metrics_options(command: Any) -> Any:
     return click.option(
         "--metrics-port",
         type=click.IntRange(0, 65535),
-        default=9091,
+        default=METRICS_PORT,
         show_default=True,
-        envvar="K2_PRODUCER_METRICS_PORT",
-        help="The producer's Prometheus metrics on HOST:PORT/metrics; 0: off.  [env: K2_PRODUCER_METRICS_PORT]",
+        envvar=METRICS_PORT_ENV,
+        help=f"The producer's Prometheus metrics on HOST:PORT/metrics; 0: off.  [env: {METRICS_PORT_ENV}]",
     )(command)

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import click
 
+from k2.connect.units import duration_text
+from k2.producer.defaults import BINANCE_REST_URL, BINANCE_WS_URL, GAP_TIMEOUT_S, RESUME_BUDGET, SILENCE_TIMEOUT_S
+
 from .options import (
+    DEMO_SYMBOLS,
     DURATION,
     POSITIVE_DURATION,
     live_symbols_option,
@@ -25,11 +29,11 @@ from .settings import Settings
 
 @click.command()
 @live_symbols_option("Binance symbols to stream (live mode).")
-@click.option("--ws-url", default="wss://stream.binance.com:9443", show_default=True, help="WebSocket base URL.")
+@click.option("--ws-url", default=BINANCE_WS_URL, show_default=True, help="WebSocket base URL.")
 @click.option(
     "--rest-url",
     default=None,
-    help="REST base URL for gap backfill.  [default: https://api.binance.com live; none with --replay]",
+    help=f"REST base URL for gap backfill.  [default: {BINANCE_REST_URL} live; none with --replay]",
 )
 @click.option(
     "--replay",
@@ -49,7 +53,7 @@ from .settings import Settings
 @click.option(
     "--gap-timeout",
     type=POSITIVE_DURATION,
-    default="30s",
+    default=duration_text(GAP_TIMEOUT_S),
     show_default=True,
     help="How long a gap may wait for backfill.",
 )
@@ -62,14 +66,14 @@ from .settings import Settings
 @click.option(
     "--resume-budget",
     type=click.IntRange(min=1),
-    default=200_000,
+    default=RESUME_BUDGET,
     show_default=True,
     help="Records read back per partition to find each symbol's last trade; a symbol not found starts live.",
 )
 @click.option(
     "--silence-timeout",
     type=POSITIVE_DURATION,
-    default="120s",
+    default=duration_text(SILENCE_TIMEOUT_S),
     show_default=True,
     help="Reconnect a connection that delivered no frame for this long (missed trades are backfilled).",
 )
@@ -132,7 +136,7 @@ def produce(
       k2 produce --symbols ALL --quote USDT,FDUSD --dry-run   # how many symbols would stream
       k2 produce --symbols ALL --symbols-refresh 2m --redundancy 2
     """
-    from k2.producer.app import BINANCE_REST_URL, ProduceOptions, preflight, run_live, run_replay
+    from k2.producer.app import ProduceOptions, preflight, run_live, run_replay
     from k2.schemas.contract import load_topics
 
     declared = load_topics()
@@ -313,7 +317,7 @@ def serve(
 )
 @symbols_option(
     "Symbols to trade; non-ASCII ones (e.g. 币安人生USDT) are allowed, as on Binance since 2025-12.",
-    default="BTCUSDT,ETHUSDT,BNBUSDT",
+    default=DEMO_SYMBOLS,
     show_default=True,
 )
 @click.option(

@@ -9,6 +9,9 @@ from typing import Any
 
 import click
 
+from k2.producer.defaults import METRICS_PORT, METRICS_PORT_ENV
+from k2.stack.ports import HOST, Ports
+
 from .options import DURATION, POSITIVE_DURATION
 from .output import emit, format_option
 from .settings import Settings
@@ -300,12 +303,12 @@ def rows(status: dict[str, Any]) -> list[dict[str, Any]]:
 @click.command()
 @click.option(
     "--producer-metrics",
-    help="The producer's metrics URL.  [default: http://127.0.0.1:$K2_PRODUCER_METRICS_PORT/metrics, port 9091]",
+    help=f"The producer's metrics URL.  [default: http://{HOST}:${METRICS_PORT_ENV}/metrics, port {METRICS_PORT}]",
 )
 @click.option(
     "--supervisor-metrics",
-    help="The supervisor's metrics URL.  [default: the local stack's, http://127.0.0.1:$K2_SUPERVISOR_PORT/metrics, "
-    "port 9465 (Compose publishes the same)]",
+    help="The supervisor's metrics URL.  [default: the local stack's, "
+    f"http://{HOST}:${Ports.ENV['supervisor']}/metrics, port {Ports().supervisor} (Compose publishes the same)]",
 )
 @click.option("--require-producer", is_flag=True, help="A producer that is not running and connected is unhealthy.")
 @click.option(
@@ -360,8 +363,8 @@ def status(
     """
     import os
 
-    port = os.environ.get("K2_PRODUCER_METRICS_PORT") or "9091"  # where `k2 produce` serves them
-    producer_metrics = producer_metrics or f"http://127.0.0.1:{port}/metrics"
+    port = os.environ.get(METRICS_PORT_ENV) or METRICS_PORT  # where `k2 produce` serves them
+    producer_metrics = producer_metrics or f"http://{HOST}:{port}/metrics"
     if not supervisor_metrics:
         from k2.stack.ports import stack_ports, urls
 

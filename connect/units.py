@@ -22,3 +22,11 @@ def duration_seconds(text: str) -> float:
 def parse_duration(text: str) -> timedelta:
     """A duration (see duration_seconds) as a timedelta."""
     return timedelta(seconds=duration_seconds(text))
+
+
+def duration_text(seconds: float) -> str:
+    """``seconds`` in the same syntax, in the largest unit that holds it whole (300.0: '5m', 90.0: '90s')."""
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda item: -item[1]):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from k2.producer.defaults import METRICS_PORT as PRODUCER_METRICS_DEFAULT
+from k2.producer.defaults import METRICS_PORT_ENV as PRODUCER_METRICS_ENV
+
 from .exceptions import StackError
 from .ports import HOST, Ports, urls
 from .resolve import Component, GoTool, component_dir, go_tool_path, load_components, load_go_tools
@@ -36,10 +39,6 @@ MIN_JAVA = 17
 # The maintainer's cycle; its health check wants a heartbeat within three cycles (and a minute's grace).
 MAINTAINER_INTERVAL_ENV = "K2_MAINTAINER_INTERVAL"
 MAINTAINER_INTERVAL_DEFAULT = "60s"
-# The producer runs outside the stack; the metrics server scrapes it where `k2 produce` serves /metrics:
-# 127.0.0.1:K2_PRODUCER_METRICS_PORT, 9091 by default (0 turns its metrics off: then nothing is scraped).
-PRODUCER_METRICS_ENV = "K2_PRODUCER_METRICS_PORT"
-PRODUCER_METRICS_DEFAULT = 9091
 # The metrics server's flags that do not depend on where it runs (Compose's command carries the same).
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"  # also generated for Compose's Grafana
 METRICS_FLAGS = ("-retentionPeriod=7d", "-promscrape.config.strictParse=true", "-search.latencyOffset=5s")
@@ -319,6 +318,8 @@ def local_scrape_targets(ports: Ports, env: Mapping[str, str] | None = None) -> 
     """The address behind each ``%{K2_SCRAPE_*}`` placeholder of stack/config/scrape.yml in the local
     stack (Compose gives them as environment variables of its metrics service); None: nothing to scrape."""
     env = os.environ if env is None else env
+    # The producer runs outside the stack; the metrics server scrapes it where `k2 produce` serves /metrics
+    # (0 turns its metrics off: then nothing is scraped).
     producer = _loopback_port(env, PRODUCER_METRICS_ENV, PRODUCER_METRICS_DEFAULT)
     return {
         "K2_SCRAPE_KAFKA": f"{HOST}:{ports.kafka_jmx}",

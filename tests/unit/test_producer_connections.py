@@ -282,9 +282,19 @@ def test_trading_symbols_pass(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # -- CLI ----------------------------------------------------------------------------------------------
-def test_produce_defaults_are_the_producers_own() -> None:
-    context = click.Context(produce)
-    wanted = ("silence_timeout", "resume_budget")
-    defaults = {p.name: p.type_cast_value(context, p.default) for p in produce.params if p.name in wanted}
-    assert defaults["silence_timeout"] == SILENCE_TIMEOUT_S
-    assert defaults["resume_budget"] == RESUME_BUDGET
+def test_produce_and_run_defaults_are_the_producers_own() -> None:
+    from k2.cli.run_cmd import run
+    from k2.producer import defaults
+
+    own = {
+        "ws_url": defaults.BINANCE_WS_URL,
+        "gap_timeout": defaults.GAP_TIMEOUT_S,
+        "resume_budget": RESUME_BUDGET,
+        "silence_timeout": SILENCE_TIMEOUT_S,
+        "symbols_refresh": defaults.SYMBOLS_REFRESH_S,
+        "metrics_port": defaults.METRICS_PORT,
+    }
+    for command, options in ((produce, set(own)), (run, {"symbols_refresh", "metrics_port"})):
+        context = click.Context(command)
+        shown = {p.name: p.type_cast_value(context, p.default) for p in command.params if p.name in own}
+        assert shown == {name: own[name] for name in options}, command.name
