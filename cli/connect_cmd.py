@@ -60,11 +60,11 @@ DEPLOY_COLUMNS = ("connector", "result", "state", "file")
 
 def deploy_all(
     settings: Settings,
-    files: tuple[Path, ...] = (),
-    overrides: dict[str, str] | None = None,
-    dry_run: bool = False,
-    timeout: float = 120,
-    announce: bool = True,
+    files: tuple[Path, ...],
+    overrides: dict[str, str],
+    dry_run: bool,
+    timeout: float,
+    announce: bool,
 ) -> tuple[list[dict[str, str]], bool]:
     """Deploy the connector files (default: connect/*.json) and wait for RUNNING: what `k2 deploy-connectors`
     and `k2 run` do. Returns one row per connector and whether any was refused (each refusal is printed)."""
@@ -81,7 +81,7 @@ def deploy_all(
     from k2.schemas.contract import load_topics
 
     topics = {key: spec.name for key, spec in load_topics().items()}
-    values = variable_values(_settings_map(settings), topics, overrides or {}, os.environ)
+    values = variable_values(_settings_map(settings), topics, overrides, os.environ)
     connectors = [load_connector(path) for path in connector_files(list(files))]
     if not connectors:
         raise click.UsageError("no connector files found in connect/")

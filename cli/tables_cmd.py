@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from k2.stack.services import MAINTAINER_INTERVAL_DEFAULT
+
 from .options import DURATION, POSITIVE_DURATION, metrics_host_option
 from .output import emit, emit_record, format_option
 from .settings import Settings
@@ -87,7 +89,11 @@ def snapshots(settings: Settings, table: str, fmt: str) -> None:
 )
 @click.option("--watch", is_flag=True, help="Keep running: maintain once per --interval until stopped.")
 @click.option(
-    "--interval", type=POSITIVE_DURATION, default="60s", show_default=True, help="With --watch: time between cycles."
+    "--interval",
+    type=POSITIVE_DURATION,
+    default=MAINTAINER_INTERVAL_DEFAULT,  # the stack's maintainer service runs with the same
+    show_default=True,
+    help="With --watch: time between cycles.",
 )
 @click.option(
     "--metrics-port",
