@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from k2.query import DEFAULT_TRADES
+
 from .options import DURATION, MOMENT, assignments
 from .output import emit, format_option
 from .settings import Settings
@@ -252,7 +254,7 @@ def info(settings: Settings, fmt: str) -> None:
 @click.option(
     "--until", type=MOMENT, required=True, help="End of the range (UTC, exclusive); its windows must be closed."
 )
-@click.option("--table", default="market_data.trades", show_default=True, help="Iceberg trades table.")
+@click.option("--table", default=DEFAULT_TRADES, show_default=True, help="Iceberg trades table.")
 @format_option()
 @click.pass_obj
 def reconcile(settings: Settings, interval: str, since: str, until: str, table: str, fmt: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from k2.query import DEFAULT_TRADES
+
 from .options import MOMENT, POSITIVE_DURATION, symbols_option
 from .output import emit, emit_table, format_option
 from .settings import Settings
@@ -77,7 +79,7 @@ def query(settings: Settings, sql: str, fmt: str, snapshot_id: int | None, as_of
     "--since", type=MOMENT, default="1970-01-01T00:00:00Z", help="Start (UTC, inclusive).  [default: beginning]"
 )
 @click.option("--until", type=MOMENT, default="9999-12-31T00:00:00Z", help="End (UTC, exclusive).  [default: no end]")
-@click.option("--table", "table", default="market_data.trades", show_default=True, help="Trades table to read.")
+@click.option("--table", "table", default=DEFAULT_TRADES, show_default=True, help="Trades table to read.")
 @format_option(rows=True)
 @click.pass_obj
 def candles(
@@ -117,7 +119,7 @@ def _window(last: float, since: str | None, until: str | None) -> tuple[str, str
 )
 @click.option("--since", type=MOMENT, help="Window start (UTC, inclusive); overrides --last.")
 @click.option("--until", type=MOMENT, help="Window end (UTC, exclusive).  [default: now]")
-@click.option("--table", "table", default="market_data.trades", show_default=True, help="Trades table to read.")
+@click.option("--table", "table", default=DEFAULT_TRADES, show_default=True, help="Trades table to read.")
 @format_option(rows=True)
 @click.pass_obj
 def volume(

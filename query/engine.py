@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from . import DEFAULT_NAMESPACE, DEFAULT_TRADES
 from .catalog import catalog_error, configure_s3
 from .exceptions import QueryError
 
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 CATALOG = "lake"  # the attached catalog: every table is also lake.<namespace>.<table>
-DEFAULT_NAMESPACE = "market_data"  # the namespace of connect/tables.toml: `trades` means market_data.trades
-DEFAULT_TRADES = f"{DEFAULT_NAMESPACE}.trades"
 OURS = f"WHERE database_name = '{CATALOG}'"  # duckdb_schemas() / duckdb_tables() rows of the catalog
 # EXPLAIN, EXPLAIN ANALYZE, EXPLAIN (ANALYZE, FORMAT JSON): what precedes the explained statement.
 EXPLAIN_PREFIX = re.compile(r"^\s*explain\s*(analyze\b\s*)?(\([^)]*\)\s*)?", re.IGNORECASE)
