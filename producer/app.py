@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -32,6 +31,7 @@ from .kafka_sink import KafkaSink, check_topics_exist, schema_id_for
 from .metrics import MetricsServer
 from .resume import last_trade_ids
 from .sequencer import Sequencer
+from .stats import STATS, ProducerStats, RestStats
 from .subscriptions import pack
 from .universe import (
     ADDED,
@@ -48,7 +48,6 @@ from .websocket import (
     MAX_URL_LENGTH,
     ROTATE_AFTER_S,
     AttemptLimiter,
-    ConnectionStats,
     StreamConnection,
 )
 
@@ -99,6 +98,9 @@ class ProduceOptions:
 
 @dataclass
 class Summary:
+    """What a run did, printed when it ends. The counts are the stats.STATS marked ``summary`` (their docs
+    say what each counts); the fields fix the order users see them in."""
+
     mode: str
     trades_sent: int
     trades_acknowledged: int
@@ -122,9 +124,9 @@ class Summary:
     trades_per_s: float
     lost_ranges: list[str]
     resumed_symbols: int = 0  # symbols continued after their last trade in the topic (live, without --from-latest)
-    redundant_copies_dropped: int = 0  # copies of trades from the redundant connection sets (--redundancy)
-    gaps_filled_live: int = 0  # gaps closed by another connection set's trades before REST was needed
-    symbols_subscribed: int = 0  # symbols streamed at the end
+    redundant_copies_dropped: int = 0
+    gaps_filled_live: int = 0
+    symbols_subscribed: int = 0
     symbols_added: list[str] = field(default_factory=list)  # "NEWUSDT (listed)": subscribed while running
     symbols_removed: list[str] = field(default_factory=list)  # "OLDUSDT (BREAK)": unsubscribed while running
 
@@ -134,21 +136,15 @@ class Summary:
         return self.delivery_failures == 0 and self.unacknowledged == 0
 
 
-class SymbolStats:
-    """What the metrics report per symbol (read when Prometheus scrapes; kept only while metrics are served)."""
-
-    __slots__ = ("last_price", "trades", "volume_units")
-
-    def __init__(self) -> None:
-        self.trades = 0  # trades received live (frames per symbol = these + bad frames)
-        self.last_price = 0  # of the last trade sent (unscaled, * 10**8)
-        self.volume_units = 0  # quantities sent (unscaled, * 10**8)
-
-
 class Pipeline:
     """Frame -> trade -> sequencer -> Kafka, synchronous and shared by replay and live modes."""
 
-    def __init__(self, options: ProduceOptions, on_status: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        options: ProduceOptions,
+        on_status: Callable[[str], None] | None = None,
+        universe: SymbolUniverse | None = None,  # live: the symbols streamed and their changes
+    ) -> None:
         self.options = options
         check_topics_exist(options.bootstrap_servers, [options.topic, options.dlq_topic])
         schema_id = schema_id_for(options.registry_url, options.topic)
@@ -164,18 +160,19 @@ class Pipeline:
         budget = WeightBudget(window_s=options.rest_weight_window_s)
         self.rest = RestClient(options.rest_url, budget) if options.rest_url else None
         self.sequencer = Sequencer(self._emit, self._lost, options.gap_timeout)
-        self.frames_in = 0
-        self.dead_lettered = 0
-        self.emitted = 0
-        # Read by the metrics collector when Prometheus scrapes; kept only while metrics are served.
+        self.universe = universe
+        self.stats = ProducerStats(
+            delivery=self.sink.stats,
+            sequencer=self.sequencer.stats,
+            rest=self.rest.stats if self.rest else RestStats(),
+            universe=universe,
+            held=self.sequencer.held_count,
+        )
+        self.counts = self.stats.pipeline  # what the frame loop counts, one attribute away on the hot path
+        self.symbols = self.counts.symbols
+        # Per-symbol numbers cost the hot path: kept only while metrics are served.
         self.metered = options.metrics_port != 0
-        # One record per symbol, made on first use (a live frame, or a trade REST brought first).
-        self.symbols: defaultdict[str, SymbolStats] = defaultdict(SymbolStats)
-        self.bad_frames_by_symbol: dict[str, int] = {}
-        self.dead_by_reason: dict[str, int] = {}
-        self.connections: list[StreamConnection] = []
-        self.connection_stats = ConnectionStats()
-        self.universe: SymbolUniverse | None = None  # live: the symbols streamed and their changes
+        self.emitted = 0
         # Redundant connection sets: the highest trade id each set delivered per symbol, to tell another
         # set's copy of a trade from a reconnect's repeat.
         self.redundancy = options.redundancy
@@ -183,9 +180,7 @@ class Pipeline:
         self.started = time.monotonic()
         self.stop_requested = threading.Event()
         self._on_status = on_status
-        self.metrics = MetricsServer(
-            self, options.metrics_port, options.metrics_host
-        )  # last: it reads what is set above
+        self.metrics = MetricsServer(self.stats, options.metrics_port, options.metrics_host)
 
     # -- hot path ----------------------------------------------------------------------------
     def _emit(self, trade: Any) -> None:
@@ -201,18 +196,20 @@ class Pipeline:
 
     def on_frame(self, raw: str | bytes, source: str, feed: int = 0) -> bool:
         """Handle one frame (from connection set ``feed``); True when it was Binance's serverShutdown warning."""
-        self.frames_in += 1
+        self.counts.frames_in += 1
         if self.stop_requested.is_set():
             return False  # stopping: nothing new is accepted (it would be neither sent nor counted)
         try:
             item = parse_frame(raw, source)
         except BadFrame as exc:
             self.sink.dead_letter(raw, exc.reason, exc.symbol, source)
-            self.dead_lettered += 1
+            # By kind always (a few fixed words: the summary's dead_lettered is their sum); by symbol, which
+            # a stream of bad frames could make many, only while metrics are served.
+            counts = self.counts
+            counts.dead_by_reason[exc.kind] = counts.dead_by_reason.get(exc.kind, 0) + 1
             if self.metered:
-                self.dead_by_reason[exc.kind] = self.dead_by_reason.get(exc.kind, 0) + 1
                 symbol = exc.symbol or ""
-                self.bad_frames_by_symbol[symbol] = self.bad_frames_by_symbol.get(symbol, 0) + 1
+                counts.bad_frames_by_symbol[symbol] = counts.bad_frames_by_symbol.get(symbol, 0) + 1
             return False
         if item is CONTROL:
             return False
@@ -277,7 +274,7 @@ class Pipeline:
             f"{symbols}{self.emitted / elapsed:,.0f} trades/s | sent {self.emitted:,} | acked "
             f"{self.sink.stats.trades_acknowledged:,} | duplicates {seq.duplicates_dropped:,} | held behind gaps "
             f"{self.sequencer.held_count():,} | gaps backfilled {seq.gaps_backfilled:,} | unrecovered "
-            f"{seq.gaps_unrecovered:,} | dead-lettered {self.dead_lettered:,}"
+            f"{seq.gaps_unrecovered:,} | dead-lettered {self.sink.stats.dead_letters_sent:,}"
         )
 
     def finish(self, mode: str) -> Summary:
@@ -286,42 +283,26 @@ class Pipeline:
         while self.sequencer.gaps() and self.rest is not None and time.monotonic() < deadline:
             self.backfill_now(deadline)
         self.sequencer.release_all()
-        unacked = self.sink.flush(self.options.flush_timeout)
+        self.sink.flush(self.options.flush_timeout)
         self.metrics.close()
         if self.rest:
             self.rest.close()
-        elapsed = time.monotonic() - self.started
-        seq = self.sequencer.stats
-        delivery = self.sink.stats
-        return Summary(
-            mode=mode,
-            trades_sent=delivery.trades_sent,
-            trades_acknowledged=delivery.trades_acknowledged,
-            delivery_failures=delivery.trade_failures + delivery.dead_letter_failures,
-            unacknowledged=unacked,
-            duplicates_dropped=seq.duplicates_dropped,
-            gaps_detected=seq.gaps_detected,
-            gaps_backfilled=seq.gaps_backfilled,
-            trades_backfilled=seq.trades_backfilled,
-            trades_absent=seq.trades_absent,
-            gaps_unrecovered=seq.gaps_unrecovered,
-            trades_unrecovered=seq.trades_unrecovered,
-            dead_lettered=delivery.dead_letters_sent,
-            dead_letters_acknowledged=delivery.dead_letters_acknowledged,
-            frames_in=self.frames_in,
-            reconnects=self.connection_stats.reconnects,
-            rotations=self.connection_stats.rotations,
-            backfill_requests=self.rest.requests_made if self.rest else 0,
-            backfill_errors=self.rest.errors if self.rest else 0,
-            elapsed_s=round(elapsed, 3),
-            trades_per_s=round(delivery.trades_acknowledged / elapsed, 1) if elapsed > 0 else 0.0,
-            lost_ranges=[f"{s}:{a}-{b}" for s, a, b in seq.lost_ranges],
-            redundant_copies_dropped=seq.redundant_copies_dropped,
-            gaps_filled_live=seq.gaps_filled_live,
-            symbols_subscribed=len(self.universe.subscribed) if self.universe else 0,
-            symbols_added=self.universe.named(ADDED) if self.universe else [],
-            symbols_removed=self.universe.named(REMOVED) if self.universe else [],
-        )
+        return summarize(self.stats, mode, time.monotonic() - self.started)
+
+
+def summarize(stats: ProducerStats, mode: str, elapsed: float) -> Summary:
+    """The run's summary: every stat marked ``summary``, and what the run changed."""
+    counts: dict[str, Any] = {stat.name: int(stat.total(stats)) for stat in STATS if stat.summary}
+    universe = stats.universe
+    return Summary(
+        mode=mode,
+        **counts,
+        elapsed_s=round(elapsed, 3),
+        trades_per_s=round(stats.delivery.trades_acknowledged / elapsed, 1) if elapsed > 0 else 0.0,
+        lost_ranges=[f"{s}:{a}-{b}" for s, a, b in stats.sequencer.lost_ranges],
+        symbols_added=universe.named(ADDED) if universe else [],
+        symbols_removed=universe.named(REMOVED) if universe else [],
+    )
 
 
 def _install_signals(on_stop: Callable[[], None]) -> None:
@@ -414,9 +395,10 @@ def run_replay(options: ProduceOptions, status: Callable[[str], None] | None = N
             line = line.strip()
             if line:
                 pipeline.on_frame(line, "replay")
-            if pipeline.frames_in & 0xFF == 0 and pipeline.rest is not None:
+            frames_in = pipeline.counts.frames_in
+            if frames_in & 0xFF == 0 and pipeline.rest is not None:
                 pipeline.backfill_now()
-            if pipeline.frames_in & 0x3FF == 0:
+            if frames_in & 0x3FF == 0:
                 now = time.monotonic()
                 if now >= next_tick:
                     pipeline.sequencer.tick()
@@ -440,8 +422,7 @@ def run_live(options: ProduceOptions, status: Callable[[str], None] | None = Non
             f" quoted in {','.join(options.quotes)}" if options.quotes else "",
             len(universe.listings),
         )
-    pipeline = Pipeline(options)
-    pipeline.universe = universe
+    pipeline = Pipeline(options, universe=universe)
     last_ids: dict[str, int] = {}
     if options.resume:
         last_ids = last_trade_ids(options.bootstrap_servers, options.topic, symbols, options.resume_budget)
@@ -540,7 +521,7 @@ async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[s
             handler,
             stop,
             limiter,
-            pipeline.connection_stats,
+            pipeline.stats.connections,
             silence_timeout=options.silence_timeout,
             max_url_length=options.max_url_length,
             rotate_after=options.rotate_after or ROTATE_AFTER_S,
@@ -549,7 +530,7 @@ async def _live(pipeline: Pipeline, options: ProduceOptions, status: Callable[[s
     universe = pipeline.universe
     symbols = list(universe.subscribed) if universe is not None else options.symbols
     fleet = ConnectionSets(options.ws_url, symbols, options.redundancy, make, max_url_length=options.max_url_length)
-    pipeline.connections = fleet.connections  # the same list: connections opened later show in the metrics
+    pipeline.stats.links = fleet.connections  # the same list: connections opened later show in the metrics
     tasks = [asyncio.create_task(c.run()) for c in fleet.connections]
     deadline = time.monotonic() + options.duration if options.duration else None
     backfilling: dict[str, tuple[int, asyncio.Task[list[Any] | None]]] = {}

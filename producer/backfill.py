@@ -20,6 +20,7 @@ from typing import Any
 import requests
 
 from .exceptions import BackfillError
+from .stats import RestStats
 
 PAGE_LIMIT = 1000  # Binance's maximum for historicalTrades
 HISTORICAL_TRADES_WEIGHT = 25
@@ -109,8 +110,7 @@ class RestClient:
         self.budget = budget or WeightBudget()
         self.timeout = timeout
         self.session = requests.Session()
-        self.requests_made = 0
-        self.errors = 0
+        self.stats = RestStats()
 
     def historical_trades(
         self, symbol: str, from_id: int, limit: int = PAGE_LIMIT, deadline: float | None = None
@@ -138,15 +138,15 @@ class RestClient:
     def _get(self, path: str, params: dict[str, str], weight: int, deadline: float | None = None) -> list[Any]:
         self.budget.wait(deadline, weight=None if weight == self.budget.weight else weight)
         url = f"{self.rest_url}{path}"
-        self.requests_made += 1
+        self.stats.requests += 1
         try:
             response = self.session.get(url, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
-            self.errors += 1
+            self.stats.errors += 1
             raise BackfillError(f"{url} unreachable: {type(exc).__name__}") from exc
         self.budget.observe(_int_header(response, "X-MBX-USED-WEIGHT-1M"))
         if response.status_code in (429, 418, 403):
-            self.errors += 1
+            self.stats.errors += 1
             retry_after = _retry_after(response, WAF_PAUSE_S)
             what = {429: "rate limit hit (429)", 418: "IP banned by Binance (418)", 403: "WAF limit hit (403)"}[
                 response.status_code
@@ -154,15 +154,15 @@ class RestClient:
             self.budget.pause(retry_after, what)
             raise BackfillError(f"{what}; pausing backfill {retry_after:.0f}s")
         if response.status_code != 200:
-            self.errors += 1
+            self.stats.errors += 1
             raise BackfillError(f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
         try:
             data = response.json()
         except ValueError as exc:
-            self.errors += 1
+            self.stats.errors += 1
             raise BackfillError(f"{url} answered with invalid JSON") from exc
         if not isinstance(data, list):
-            self.errors += 1
+            self.stats.errors += 1
             raise BackfillError(f"{url} answered {str(data)[:200]}")
         return data
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from .avro import TradeEncoder
 from .exceptions import ProducerError
-from .metrics import DELIVERY_BUCKETS, EVENT_LAG_BUCKETS, HISTOGRAM_SAMPLE, Buckets
 from .model import Trade
+from .stats import HISTOGRAM_SAMPLE, DeliveryStats
 
 SAMPLE_MASK = HISTOGRAM_SAMPLE - 1  # the histograms observe trades whose running count is a multiple of it
 
@@ -22,16 +22,6 @@ log = logging.getLogger("k2.producer")
 REASON_HEADER = "k2.error.reason"
 TOPIC_CHECKS = 3  # looks at the broker's topics, a second apart, before calling a topic missing
 OVERFLOW_LIMIT = 500_000  # records held beyond librdkafka's own queue before the live producer blocks
-
-
-@dataclass
-class DeliveryStats:
-    trades_sent: int = 0
-    trades_acknowledged: int = 0
-    trade_failures: int = 0
-    dead_letters_sent: int = 0
-    dead_letters_acknowledged: int = 0
-    dead_letter_failures: int = 0
 
 
 def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
@@ -117,8 +107,6 @@ class KafkaSink:
         self.dlq_topic = dlq_topic
         self.stats = DeliveryStats()
         self.metered = metered  # histograms only while metrics are served
-        self.delivery_latency = Buckets(DELIVERY_BUCKETS)  # trades: produce() to acknowledgement
-        self.event_lag = Buckets(EVENT_LAG_BUCKETS)  # trades: ingest time minus trade time
         self.encoder = TradeEncoder()
         self._prefix = b"\x00" + schema_id.to_bytes(4, "big")  # Confluent framing: magic byte + schema id
         self._keys: dict[str, bytes] = {}
@@ -134,7 +122,7 @@ class KafkaSink:
             if is_trade:
                 acknowledged = self.stats.trades_acknowledged = self.stats.trades_acknowledged + 1
                 if self.metered and not acknowledged & SAMPLE_MASK and (latency := msg.latency()) is not None:
-                    self.delivery_latency.observe(latency)
+                    self.stats.delivery_latency.observe(latency)
             else:
                 self.stats.dead_letters_acknowledged += 1
             return
@@ -187,7 +175,7 @@ class KafkaSink:
         self._produce(self.topic, self._prefix + body, key)
         self.stats.trades_sent += 1
         if self.metered and not self.stats.trades_sent & SAMPLE_MASK:
-            self.event_lag.observe((now_ms - trade.trade_time) / 1000)
+            self.stats.event_lag.observe((now_ms - trade.trade_time) / 1000)
 
     def dead_letter(self, raw: bytes | str, reason: str, symbol: str | None, source: str) -> None:
         value = raw.encode() if isinstance(raw, str) else raw
@@ -209,4 +197,6 @@ class KafkaSink:
         while self._overflow and time.monotonic() < deadline:
             self._drain_overflow(block=False)
             self._producer.poll(0.05)
-        return int(self._producer.flush(max(0.0, deadline - time.monotonic()))) + len(self._overflow)
+        remaining = int(self._producer.flush(max(0.0, deadline - time.monotonic()))) + len(self._overflow)
+        self.stats.unacknowledged = remaining
+        return remaining

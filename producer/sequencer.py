@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .model import Trade
+from .stats import SequencerStats
 
 
 @dataclass
@@ -42,20 +43,6 @@ class SymbolState:
 
     def first_held(self) -> int:
         return self.order[0]
-
-
-@dataclass
-class SequencerStats:
-    duplicates_dropped: int = 0  # repeats from reconnect overlaps (a feed delivering an id again)
-    redundant_copies_dropped: int = 0  # a redundant connection set's copy of a trade already taken
-    gaps_detected: int = 0
-    gaps_backfilled: int = 0
-    gaps_filled_live: int = 0  # closed by live trades (another connection set) before any REST page
-    trades_backfilled: int = 0
-    trades_absent: int = 0  # ids REST showed never existed
-    gaps_unrecovered: int = 0
-    trades_unrecovered: int = 0
-    lost_ranges: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 class Sequencer:

@@ -34,6 +34,7 @@ from websockets.asyncio.client import ClientConnection
 from .defaults import SILENCE_TIMEOUT_S
 from .exceptions import ProducerError
 from .exchange import stream_name
+from .stats import ConnectionStats
 from .subscriptions import (
     CONTROL_BATCH,
     CONTROL_INTERVAL_S,
@@ -99,18 +100,6 @@ class AttemptLimiter:
                 self._attempts.append(now)
                 return
             await asyncio.sleep(self.window_s - (now - self._attempts[0]) + 0.01)
-
-
-@dataclass
-class ConnectionStats:
-    connects: int = 0
-    reconnects: int = 0
-    rotations: int = 0
-    failed_attempts: int = 0
-    silences: int = 0
-    subscribe_requests: int = 0  # SUBSCRIBE messages sent
-    unsubscribe_requests: int = 0  # UNSUBSCRIBE messages sent
-    control_errors: int = 0  # control messages answered with an error, or not answered in time
 
 
 @dataclass

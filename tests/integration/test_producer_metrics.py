@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from k2.producer.binance_standin.script import Script
 from k2.producer.binance_standin.server import BinanceStandIn
-from k2.producer.metrics import HISTOGRAM_SAMPLE
+from k2.producer.stats import HISTOGRAM_SAMPLE
 
 from .conftest import LocalStack
 from .helpers import (

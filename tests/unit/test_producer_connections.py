@@ -26,12 +26,12 @@ from k2.producer.exchange import check_symbols, normalize_symbol, stream_name
 from k2.producer.frames import parse_frame, trade_from_rest
 from k2.producer.model import Trade
 from k2.producer.resume import RESUME_BUDGET, read_long, trade_id_of
+from k2.producer.stats import ConnectionStats
 from k2.producer.websocket import (
     MAX_STREAMS_PER_CONNECTION,
     MAX_URL_LENGTH,
     SILENCE_TIMEOUT_S,
     AttemptLimiter,
-    ConnectionStats,
     StreamConnection,
     StreamRefused,
     stream_urls,

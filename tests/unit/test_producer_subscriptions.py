@@ -22,6 +22,7 @@ from k2.producer.exchange import stream_name
 from k2.producer.model import Trade
 from k2.producer.sample import generate_events
 from k2.producer.sequencer import Sequencer
+from k2.producer.stats import ConnectionStats
 from k2.producer.subscriptions import (
     CONTROL_INTERVAL_S,
     MAX_STREAMS_PER_CONNECTION,
@@ -42,7 +43,7 @@ from k2.producer.universe import (
     SymbolUniverse,
     fetch_market,
 )
-from k2.producer.websocket import AttemptLimiter, ConnectionStats, StreamConnection
+from k2.producer.websocket import AttemptLimiter, StreamConnection
 
 BINANCE_LIMIT_PER_S = 5  # web-socket-streams.md § WebSocket Limits
 

@@ -289,7 +289,7 @@ def test_attempt_limiter_waits_once_the_window_is_full() -> None:
 
 
 def test_event_lag_buckets_count_values_up_to_each_bound_and_sum_seconds() -> None:
-    from k2.producer.metrics import EVENT_LAG_BUCKETS, Buckets
+    from k2.producer.stats import EVENT_LAG_BUCKETS, Buckets
 
     lag = Buckets(EVENT_LAG_BUCKETS)
     for seconds in (0, 0.05, 0.051, 1.0, 7_200):  # 0.05 is in le="0.05" (Prometheus buckets are <=); 2 h is past all
