@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from k2.connect.units import duration_text
+from k2.ksql import READY_WAIT_S
 from k2.query import DEFAULT_TRADES
 
 from .options import DURATION, MOMENT, assignments
@@ -49,7 +51,7 @@ def ksql() -> None:
 @click.option(
     "--timeout",
     type=DURATION,
-    default="30s",
+    default=duration_text(READY_WAIT_S),
     show_default=True,
     help="How long to wait for ksqlDB to serve the migration record (a new table needs a moment).",
 )

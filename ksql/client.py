@@ -28,6 +28,7 @@ from typing import Any
 
 import requests
 
+from . import READY_WAIT_S
 from .migrations import Migration, MigrationError, created, resolve
 
 EVENTS_STREAM = "MIGRATION_EVENTS"
@@ -40,7 +41,6 @@ DELIMITED = "application/vnd.ksqlapi.delimited.v1"
 # A pull query on a table whose persistent query has not finished its first rebalance (just created,
 # or restarting) fails with this (KsLocator); it is worth retrying for a while.
 NOT_READY = "Cannot determine which host contains the required partitions"
-READY_WAIT_S = 30.0
 
 
 def metadata_statements(service_id: str) -> tuple[str, str]:
