@@ -27,7 +27,7 @@ def stack_env() -> tuple[dict[str, str], dict[str, str]]:
     return where, env
 
 
-def k2(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def k2(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """`k2 ARGS` as a user runs it, in its own process."""
     return subprocess.run(
         [sys.executable, "-m", "k2.cli", *args], env=env, capture_output=True, text=True, timeout=timeout

@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -43,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from probes import CLK_TCK, k2, proc_stats, scrape, stack_env
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS: dict[str, list[tuple[str, str, str]] | None] = {
@@ -52,29 +53,6 @@ LAYOUTS: dict[str, list[tuple[str, str, str]] | None] = {
     "day-bucket16": [("trade_time", "day", "trade_day"), ("symbol", "bucket[16]", "symbol_bucket")],
     "day-symbol": [("trade_time", "day", "trade_day"), ("symbol", "identity", "symbol")],
 }
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def k2(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "k2.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def proc_stats(pid: int | None) -> tuple[float, int] | None:
-    """(CPU seconds, RSS bytes) of a live process, from /proc."""
-    if not pid:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        rss = next(
-            int(line.split()[1]) * 1024
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-            if line.startswith("VmRSS:")
-        )
-    except (OSError, StopIteration):
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK, rss
 
 
 def zombie_cpu(pid: int) -> float | None:
@@ -84,24 +62,6 @@ def zombie_cpu(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / CLK_TCK if fields[0] == "Z" else None
-
-
-def scrape(url: str) -> dict[str, float]:
-    """Unlabelled and labelled samples of a Prometheus text page, keyed by their full name."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                values[name] = float(value)
-            except ValueError:
-                continue
-    return values
 
 
 def gap_state(moment: float, metrics: dict[str, float]) -> tuple[float, float | None, float]:
@@ -436,18 +396,11 @@ def main(
     from k2.connect.tables import apply_table, load_table_specs, rest_catalog
     from k2.producer.sample import market_symbols, zipf_weights
     from k2.schemas.contract import load_topics
-    from k2.stack.ports import default_home, stack_ports, urls
+    from k2.stack.ports import default_home, stack_ports
 
     home = default_home()
     ports = stack_ports(home)
-    where = urls(ports)
-    env = {
-        **os.environ,
-        "K2_BOOTSTRAP_SERVERS": where["kafka"],
-        "K2_REGISTRY_URL": where["registry"],
-        "K2_CONNECT_URL": where["connect"],
-        "K2_CATALOG_URI": where["catalog"],
-    }
+    where, env = stack_env()
     run = f"wm_{layout.replace('-', '')}_r{redundancy}_{uuid.uuid4().hex[:6]}"
     topic, dlq, control = f"{run}_trades", f"{run}_dlq", f"{run}_control"
     table_name = f"{run}.trades"
