@@ -35,33 +35,27 @@ def _services(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _producer(url: str) -> dict[str, Any]:
+    """The producer's connections and the stats marked ``status`` (k2.producer.stats), from its metrics,
+    each keyed by its metric's name without ``k2_``."""
     import requests
-    from prometheus_client.parser import text_string_to_metric_families
+
+    from k2.producer.metrics import Page
+    from k2.producer.stats import EVENT_LAG, STAT, STATS
 
     try:
         text = requests.get(url, timeout=2).text
     except requests.RequestException:
         return {"state": "not running", "url": url}
-    values: dict[str, float] = {}
-    connections = []
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "k2_connection_up":
-                connections.append(sample.value)
-            elif not sample.labels or sample.name.endswith("_count"):
-                values[sample.name] = sample.value
-            else:
-                values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    page = Page(text)
+    connections = page.values(STAT["connection_up"])
     connected = bool(connections) and all(connections)
-    lag_count = values.get("k2_event_lag_seconds_count", 0.0)
+    lag = page.mean(EVENT_LAG)
     return {
         "state": "connected" if connected else "disconnected",
         "url": url,
         "connections": f"{int(sum(connections))}/{len(connections)}",
-        "trades_acknowledged": int(values.get("k2_trades_acknowledged_total", 0)),
-        "gap_trades_unrecovered": int(values.get("k2_gap_trades_unrecovered_total", 0)),
-        "dead_lettered": int(values.get("k2_dead_lettered_total", 0)),
-        "mean_event_lag_s": round(values.get("k2_event_lag_seconds_sum", 0.0) / lag_count, 3) if lag_count else None,
+        **{stat.family.removeprefix("k2_"): int(page.total(stat)) for stat in STATS if stat.status},
+        "mean_event_lag_s": round(lag, 3) if lag is not None else None,
     }
 
 
