@@ -1,7 +1,7 @@
 // composecheck loads a Compose file with compose-spec's own loader, the code `docker compose config`
 // runs: variables interpolated from the environment, the Compose schema applied, depends_on and
 // healthchecks resolved. It prints the resolved project as JSON on stdout; an invalid file gets the
-// loader's message in one line on stderr and exit 1. tests/unit/test_compose_spec.py builds and runs it.
+// loader's message in one line on stderr and exit 1. tests/integration/test_compose_spec.py builds and runs it.
 package main
 
 import (

@@ -1,6 +1,7 @@
 """docker-compose.yml as Docker Compose itself reads it: loaded by compose-spec's own loader (the code
 `docker compose config` runs; stack/composecheck, built with Go), not only by a YAML parser. Skipped in
-one line without Go, like the metrics server."""
+one line without Go, like the metrics server. Integration, not unit: the build fetches compose-go through
+the Go module proxy."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "stack" / "composecheck"
