@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from k2.query import DEFAULT_TRADES
+from k2.query import BEGINNING, DEFAULT_TRADES, INTERVALS, NO_END
 
 from .options import MOMENT, POSITIVE_DURATION, symbols_option
 from .output import emit, emit_table, format_option
@@ -70,15 +70,13 @@ def query(settings: Settings, sql: str, fmt: str, snapshot_id: int | None, as_of
 @symbols_option("Symbols to compute candles for.", required=True)
 @click.option(
     "--interval",
-    type=click.Choice(["1m", "5m", "15m", "1h", "1d"]),
+    type=click.Choice(list(INTERVALS)),
     default="1m",
     show_default=True,
     help="Candle length.",
 )
-@click.option(
-    "--since", type=MOMENT, default="1970-01-01T00:00:00Z", help="Start (UTC, inclusive).  [default: beginning]"
-)
-@click.option("--until", type=MOMENT, default="9999-12-31T00:00:00Z", help="End (UTC, exclusive).  [default: no end]")
+@click.option("--since", type=MOMENT, default=BEGINNING, help="Start (UTC, inclusive).  [default: beginning]")
+@click.option("--until", type=MOMENT, default=NO_END, help="End (UTC, exclusive).  [default: no end]")
 @click.option("--table", "table", default=DEFAULT_TRADES, show_default=True, help="Trades table to read.")
 @format_option(rows=True)
 @click.pass_obj
@@ -107,7 +105,7 @@ def _window(last: float, since: str | None, until: str | None) -> tuple[str, str
     from datetime import UTC, datetime, timedelta
 
     if since:
-        return since, until or "9999-12-31T00:00:00Z"
+        return since, until or NO_END
     end = datetime.now(UTC)
     return (end - timedelta(seconds=last)).isoformat(), (until or end.isoformat())
 

@@ -6,12 +6,12 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
+from . import INTERVALS
 from .engine import Lake
 from .exceptions import QueryError
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 EIGHT_PLACES = Decimal("0.00000001")
-INTERVALS = {"1m": "1 minute", "5m": "5 minutes", "15m": "15 minutes", "1h": "1 hour", "1d": "1 day"}
 
 
 def read_sql(name: str) -> str:
