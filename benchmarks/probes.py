@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -73,3 +75,22 @@ def rss_bytes(pid: int | None) -> int | None:
     """The resident memory of a live process."""
     stats = proc_stats(pid)
     return stats[1] if stats else None
+
+
+def timed(env: dict[str, str], *args: str) -> float | None:
+    """Seconds the whole `k2 ARGS` command took, as a user waits for it; None (and k2's message on
+    stderr) when it failed."""
+    started = time.monotonic()
+    done = k2(env, *args)
+    if done.returncode != 0:
+        print(f"k2 {' '.join(args[:2])} failed: {done.stderr.strip()[:300]}", file=sys.stderr)
+        return None
+    return round(time.monotonic() - started, 3)
+
+
+def candles_today(env: dict[str, str], table: str, symbol: str) -> float | None:
+    """Seconds `k2 candles` takes for one symbol's 1-minute candles of today."""
+    today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
+    return timed(
+        env, "candles", "--symbols", symbol, "--interval", "1m", "--since", today, "--table", table, "--format", "json"
+    )

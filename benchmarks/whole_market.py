@@ -37,13 +37,12 @@ import tempfile
 import time
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from probes import CLK_TCK, k2, proc_stats, scrape, stack_env
+from probes import CLK_TCK, candles_today, k2, proc_stats, scrape, stack_env, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS: dict[str, list[tuple[str, str, str]] | None] = {
@@ -257,32 +256,9 @@ def one_symbol_files(catalog_uri: str, table_name: str, symbol: str) -> dict[str
     return {"one_symbol": read(f"symbol = '{symbol}'"), "full_scan": read("price > 0")}
 
 
-def timed(env: dict[str, str], *args: str) -> float | None:
-    started = time.monotonic()
-    done = k2(env, *args)
-    if done.returncode != 0:
-        print(f"k2 {' '.join(args[:2])} failed: {done.stderr.strip()[:300]}", file=sys.stderr)
-        return None
-    return round(time.monotonic() - started, 3)
-
-
 def query_latencies(env: dict[str, str], table_name: str, symbol: str) -> dict[str, float | None]:
-    today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
     return {
-        "candles_one_symbol_s": timed(
-            env,
-            "candles",
-            "--symbols",
-            symbol,
-            "--interval",
-            "1m",
-            "--since",
-            today,
-            "--table",
-            table_name,
-            "--format",
-            "json",
-        ),
+        "candles_one_symbol_s": candles_today(env, table_name, symbol),
         "group_by_symbol_s": timed(
             env, "query", f"select symbol, count(*) as trades from {table_name} group by symbol", "--format", "json"
         ),
