@@ -59,3 +59,10 @@ def test_an_unreachable_broker_is_one_line_without_librdkafkas_retries(
     code, output = _run(tmp_path, "topics", "list")
     assert code == 1 and output.strip().startswith("Error: Kafka at 127.0.0.1:31092 is unreachable")
     assert "rdkafka" not in capfd.readouterr().err, "librdkafka's own log lines must not reach the terminal"
+
+
+def test_k2_run_ends_at_the_first_step_that_fails(tmp_path: Path) -> None:
+    code, output = _run(tmp_path, "--connect-url", "http://127.0.0.1:31083", "run", "--dry-run")
+    assert code == 1 and output.startswith("==> Services\n"), output
+    assert "Error: kafka, registry, connect, catalog not answering at the given URL(s)" in output
+    assert "==> Topics" not in output and "Dry run" not in output, "no step ran after the services"
