@@ -42,6 +42,22 @@ def heartbeat_age(path: Path) -> float | None:
         return None
 
 
+def last_cycle_problem(path: Path) -> str | None:
+    """What went wrong in the maintainer's last finished cycle, in one line, or None when it went well
+    (or none has finished yet): a fresh heartbeat shows the process is alive, not that it maintains."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    problems = record.get("last_cycle_problems") or {}
+    if not problems:
+        return None
+    since = record.get("failing_since")
+    where, what = next(iter(sorted(problems.items())))
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{where}: {what}{more}" + (f"; failing since {since}" if since else "")
+
+
 def watch(
     catalog_factory: Callable[[], Catalog],
     identifiers: list[str] | None,
@@ -70,11 +86,13 @@ def watch(
     while cycles is None or cycle < cycles:
         started = time.monotonic()
         cycle += 1
+        problems: dict[str, str] = {}  # this cycle's: table (or "catalog") -> first line of the error
         try:
             catalog = catalog_factory()
             existing = {".".join(name) for ns in catalog.list_namespaces() for name in catalog.list_tables(ns)}
         except Exception as exc:  # the catalog is down or restarting: try again next cycle
-            log.warning("cycle %d: catalog unavailable: %s", cycle, str(exc).splitlines()[0][:200])
+            problems["catalog"] = f"unavailable: {str(exc).splitlines()[0][:200]}"
+            log.warning("cycle %d: catalog %s", cycle, problems["catalog"])
             existing, catalog = set(), None
         for identifier in names:
             if catalog is None or identifier not in existing:
@@ -122,10 +140,17 @@ def watch(
                     "error": str(exc).splitlines()[0][:300],
                 }
                 totals.setdefault(identifier, dict.fromkeys(TOTALS, 0))["errors"] += 1
-                log.error("cycle %d %s failed: %s", cycle, identifier, str(exc).splitlines()[0][:300])
+                problems[identifier] = state["tables"][identifier]["error"]
+                log.error("cycle %d %s failed: %s", cycle, identifier, problems[identifier])
             _heartbeat(heartbeat, {**state, "at": datetime.now(UTC), "cycle": cycle})
         state["cycle"], state["cycle_at"] = cycle, time.time()
         state["cycle_seconds"] = round(time.monotonic() - started, 3)
+        # The outcome travels with the heartbeat: alive is not the same as maintaining.
+        state["last_cycle_problems"] = problems
+        if not problems:
+            state["failing_since"] = None
+        elif not state.get("failing_since"):
+            state["failing_since"] = datetime.now(UTC).isoformat(timespec="seconds")
         _heartbeat(heartbeat, {**state, "at": datetime.now(UTC), "cycle": cycle})
         if cycles is not None and cycle >= cycles:
             break
@@ -187,6 +212,11 @@ def serve_metrics(state: dict[str, Any], totals: dict[str, dict[str, int]], port
                 "k2_maintainer_last_cycle_duration_seconds",
                 "How long the last cycle took, every table included (to compare with the interval).",
                 value=state.get("cycle_seconds", 0.0),
+            )
+            yield GaugeMetricFamily(
+                "k2_maintainer_last_cycle_problems",
+                "Tables the last cycle failed on, the catalog counting as one when it did not answer; 0: all well.",
+                value=len(state.get("last_cycle_problems") or {}),
             )
 
     registry = CollectorRegistry(auto_describe=False)
