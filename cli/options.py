@@ -22,6 +22,11 @@ def assignments(values: tuple[str, ...], param_hint: str) -> dict[str, str]:
     return parsed
 
 
+# A century: longer than any history, retention or run, and far inside what datetime and DuckDB can add
+# (99999999999d overflowed a C int deep inside a query instead of being refused here).
+MAX_DURATION_S = 36_500 * 86_400.0
+
+
 class Duration(click.ParamType):
     """``90s``, ``10m``, ``24h``, ``7d`` (a bare number is seconds), as float seconds."""
 
@@ -46,6 +51,10 @@ class Duration(click.ParamType):
                 self.fail(str(exc), param, ctx)
         if self.positive and seconds <= 0:
             self.fail(f"{value!r} must be longer than 0s", param, ctx)
+        if not seconds <= MAX_DURATION_S:  # NaN too: what no clock, date or query can add
+            self.fail(
+                f"{value!r} is longer than {MAX_DURATION_S // 86400:.0f}d, the longest duration K2 takes", param, ctx
+            )
         return seconds
 
 

@@ -1,0 +1,28 @@
+"""A user's mistake gets one clear line and exit 2 before anything is reached (issue 21): the commands run
+in-process against ports where nothing listens, so reaching a service would show as a different error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from k2.cli.main import cli
+
+AWAY = {"K2_KAFKA_PORT": "31092", "K2_REGISTRY_PORT": "31081", "K2_CONNECT_PORT": "31083", "K2_CATALOG_PORT": "31181"}
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["volume", "--last", "99999999999d"], "'99999999999d' is longer than 36500d"),
+        (["produce", "--dry-run", "--symbols", "BTCUSDT", "--duration", "999999999999d"], "longer than 36500d"),
+        (["volume", "--last", "inf"], "is not a duration like 90s"),
+    ],
+)
+def test_a_duration_no_clock_can_hold_is_a_usage_error(tmp_path: Path, args: list[str], says: str) -> None:
+    result = CliRunner().invoke(cli, args, env={"K2_HOME": str(tmp_path / "home"), **AWAY})
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert "unexpected" not in result.output and "unreachable" not in result.output
