@@ -39,6 +39,8 @@ from typing import Any
 
 import click
 
+from k2.producer.defaults import METRICS_PORT_ENV
+
 from probes import k2, rss_bytes, scrape
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -295,5 +297,5 @@ def main(
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("K2_PRODUCER_METRICS_PORT", "0")
+    os.environ.setdefault(METRICS_PORT_ENV, "0")
     main()
