@@ -7,7 +7,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -75,14 +75,25 @@ class K2Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
-        except Exception as exc:
-            verbose = bool(ctx.find_root().params.get("verbose"))
-            if verbose:
+        except OSError as exc:
+            if exc.filename is None or type(exc).__module__.startswith("k2."):  # a socket's, or K2's own
+                self._fail(ctx, exc)
+            # A file the user named (--output into a missing folder, a full disk, no permission): say which.
+            if ctx.find_root().params.get("verbose"):
                 traceback.print_exc()
-            ours = type(exc).__module__.startswith("k2.")
-            message = str(exc) if ours else f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for details)"
-            click.echo(f"Error: {redact(message)}", err=True)
+            click.echo(f"Error: {redact(str(exc.filename))}: {exc.strerror or exc}", err=True)
             sys.exit(1)
+        except Exception as exc:
+            self._fail(ctx, exc)
+
+    @staticmethod
+    def _fail(ctx: click.Context, exc: Exception) -> NoReturn:
+        if ctx.find_root().params.get("verbose"):
+            traceback.print_exc()
+        ours = type(exc).__module__.startswith("k2.")
+        message = str(exc) if ours else f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for details)"
+        click.echo(f"Error: {redact(message)}", err=True)
+        sys.exit(1)
 
 
 @click.group(cls=K2Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

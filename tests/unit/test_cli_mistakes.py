@@ -26,3 +26,12 @@ def test_a_duration_no_clock_can_hold_is_a_usage_error(tmp_path: Path, args: lis
     assert result.exit_code == 2, result.output
     assert says in result.output
     assert "unexpected" not in result.output and "unreachable" not in result.output
+
+
+def test_a_file_that_cannot_be_written_is_named_in_one_line(tmp_path: Path) -> None:
+    target = tmp_path / "missing-folder" / "tape.jsonl"
+    result = CliRunner().invoke(
+        cli, ["binance-standin", "generate", "--duration", "5s", "--out", str(target)], env={**AWAY}
+    )
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: {target}: No such file or directory"]
