@@ -341,6 +341,7 @@ def test_the_alert_rules_name_every_alert_the_stack_promises() -> None:
         "ConnectorTaskNotRunning",
         "SinkLagHigh",
         "TableStale",
+        "MaintainerFailing",
         "SupervisorDown",
         "SinkTaskRestarted",
         "ServiceRestarted",
