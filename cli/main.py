@@ -13,6 +13,7 @@ import click
 
 from k2.stack.ports import default_home, stack_ports, urls
 
+from .options import SERVICE_URL
 from .output import redact
 from .settings import Settings
 
@@ -107,11 +108,18 @@ class K2Group(click.Group):
     "--bootstrap-servers", envvar="K2_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.  [env: K2_BOOTSTRAP_SERVERS]"
 )
 @click.option(
-    "--registry-url", envvar="K2_REGISTRY_URL", help="Schema registry (Confluent API) URL.  [env: K2_REGISTRY_URL]"
+    "--registry-url",
+    envvar="K2_REGISTRY_URL",
+    type=SERVICE_URL,
+    help="Schema registry (Confluent API) URL.  [env: K2_REGISTRY_URL]",
 )
-@click.option("--connect-url", envvar="K2_CONNECT_URL", help="Kafka Connect REST URL.  [env: K2_CONNECT_URL]")
-@click.option("--ksql-url", envvar="K2_KSQL_URL", help="ksqlDB server URL.  [env: K2_KSQL_URL]")
-@click.option("--catalog-uri", envvar="K2_CATALOG_URI", help="Iceberg REST catalog URI.  [env: K2_CATALOG_URI]")
+@click.option(
+    "--connect-url", envvar="K2_CONNECT_URL", type=SERVICE_URL, help="Kafka Connect REST URL.  [env: K2_CONNECT_URL]"
+)
+@click.option("--ksql-url", envvar="K2_KSQL_URL", type=SERVICE_URL, help="ksqlDB server URL.  [env: K2_KSQL_URL]")
+@click.option(
+    "--catalog-uri", envvar="K2_CATALOG_URI", type=SERVICE_URL, help="Iceberg REST catalog URI.  [env: K2_CATALOG_URI]"
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="k2-market-data", prog_name="k2")
 @click.pass_context

@@ -62,6 +62,45 @@ DURATION = Duration()
 POSITIVE_DURATION = Duration(positive=True)
 
 
+class ServiceUrl(click.ParamType):
+    """A service's address as ``http(s)://host:port[/path]``, checked before anything is reached: a URL
+    without its scheme is not a service that is down, and an empty one is not the local stack."""
+
+    name = "url"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from urllib.parse import urlsplit
+
+        from click.core import ParameterSource
+
+        origin = ""  # click names only the flag: say when the value came from the environment
+        if ctx is not None and param is not None and param.name:
+            if ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT:
+                origin = f" (from {param.envvar})"
+        text = str(value).strip()
+        if not text:
+            self.fail(
+                f"is empty{origin}: give a URL like http://127.0.0.1:8081, or leave it unset for the local stack",
+                param,
+                ctx,
+            )
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018  # raises on a port that is not a number
+        except ValueError as exc:
+            self.fail(f"{text!r}{origin} is not a URL ({exc})", param, ctx)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            example = f"http://{text}" if "//" not in text else "http://host:port"
+            self.fail(f"{text!r}{origin} is not a URL like {example}", param, ctx)
+        return text
+
+
+SERVICE_URL = ServiceUrl()
+
+
 class Moment(click.ParamType):
     """An ISO-8601 time, UTC unless it says otherwise (2026-11-27T12:00:00Z), checked before any query."""
 

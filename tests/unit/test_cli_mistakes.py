@@ -35,3 +35,26 @@ def test_a_file_that_cannot_be_written_is_named_in_one_line(tmp_path: Path) -> N
     )
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"Error: {target}: No such file or directory"]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (
+            ["--ksql-url", "localhost:8088", "ksql", "list"],
+            {},
+            "'localhost:8088' is not a URL like http://localhost:8088",
+        ),
+        (["--registry-url", "notaurl", "schemas", "list"], {}, "'notaurl' is not a URL like http://notaurl"),
+        (["--registry-url", "", "schemas", "list"], {}, "is empty: give a URL like"),
+        (["--connect-url", "http://h:port", "status"], {}, "is not a URL (Port could not be cast"),
+        (["schemas", "list"], {"K2_REGISTRY_URL": "notaurl"}, "'notaurl' (from K2_REGISTRY_URL) is not a URL"),
+    ],
+)
+def test_a_url_that_is_not_one_is_a_usage_error_before_anything_is_reached(
+    args: list[str], env: dict[str, str], says: str
+) -> None:
+    result = CliRunner().invoke(cli, args, env={**AWAY, **env})
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert "unreachable" not in result.output and "unexpected" not in result.output
