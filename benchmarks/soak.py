@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from k2.producer.defaults import METRICS_PORT
 from k2.producer.sample import generate_events
 from k2.stack.ports import default_home
 
-from probes import k2, rss_bytes, stack_env
+from probes import candles_today, k2, rss_bytes, stack_env, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
@@ -50,12 +49,6 @@ def total_lag(admin: AdminClient, connector: str, topic: str) -> int | None:
         return sum(row.lag for row in sink_lag(admin, connector, [topic]))
     except KafkaException:
         return None
-
-
-def timed(env: dict[str, str], *args: str) -> float | None:
-    started = time.monotonic()
-    done = k2(env, *args)
-    return round(time.monotonic() - started, 3) if done.returncode == 0 else None
 
 
 def plot(samples: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -213,27 +206,13 @@ def main(
                 next_sample += sample_every
                 table = catalog.load_table(table_name)
                 metadata_path = table.metadata_location.removeprefix("file:")
-                today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
                 sample = {
                     "elapsed_s": round(time.monotonic() - started, 1),
                     "max_files_per_partition": max_files_per_partition(table),
                     "snapshots": len(table.metadata.snapshots),
                     "metadata_json_bytes": os.path.getsize(metadata_path) if os.path.exists(metadata_path) else None,
                     "manifests": head_manifests(table),
-                    "candles_seconds": timed(
-                        env,
-                        "candles",
-                        "--symbols",
-                        "BTCUSDT",
-                        "--interval",
-                        "1m",
-                        "--since",
-                        today,
-                        "--table",
-                        table_name,
-                        "--format",
-                        "json",
-                    ),
+                    "candles_seconds": candles_today(env, table_name, "BTCUSDT"),
                     "newest_trades_seconds": timed(
                         env,
                         "query",
