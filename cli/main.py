@@ -65,6 +65,20 @@ class K2Group(click.Group):
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Click suggests near names among a group's loaded subcommands only; the root's commands load
+        lazily, so it would never suggest one here (`k2 prodce`)."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            near = difflib.get_close_matches(name, self.list_commands(ctx), n=3)
+            if near:
+                ctx.fail(f"No such command {name!r}. Did you mean {' or '.join(repr(n) for n in near)}?")
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -92,7 +106,9 @@ class K2Group(click.Group):
         if ctx.find_root().params.get("verbose"):
             traceback.print_exc()
         ours = type(exc).__module__.startswith("k2.")
-        message = str(exc) if ours else f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for details)"
+        message = (
+            str(exc) if ours else f"unexpected {type(exc).__name__}: {exc} (rerun as `k2 --verbose ...` for details)"
+        )
         click.echo(f"Error: {redact(message)}", err=True)
         sys.exit(1)
 

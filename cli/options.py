@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -171,6 +172,22 @@ def market_mode(symbols: list[str] | None, quotes: list[str], replay: bool) -> b
     if quotes and not everything:
         raise click.UsageError("--quote filters --symbols ALL; with a list of symbols, name only those you want")
     return everything
+
+
+def one_source_of_trades(ctx: click.Context, symbols: list[str] | None, replay: Path | None, standin: bool) -> None:
+    """A usage error when the options name two sources of trades, or symbols a source ignores: --replay
+    streams the file's symbols and --standin the bundled sample's, so a --symbols list given with either
+    would be silently dropped (--symbols ALL with --standin subscribes through the stand-in's exchangeInfo)."""
+    from click.core import ParameterSource
+
+    from k2.producer.universe import ALL
+
+    if replay and standin:
+        raise click.UsageError("--replay and --standin are two sources of trades: give one")
+    named = ctx.get_parameter_source("symbols") not in (None, ParameterSource.DEFAULT)
+    if named and symbols and ALL not in symbols and (replay or standin):
+        source = "--replay streams the file's own symbols" if replay else "--standin streams the sample's symbols"
+        raise click.UsageError(f"--symbols chooses live symbols; {source}: drop --symbols")
 
 
 def _quotes(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str]:

@@ -19,6 +19,7 @@ from .options import (
     POSITIVE_DURATION,
     live_symbols_option,
     market_mode,
+    one_source_of_trades,
     producer_market_options,
     producer_metrics_options,
     symbols_option,
@@ -140,6 +141,7 @@ def produce(
     from k2.schemas.contract import load_topics
 
     declared = load_topics()
+    one_source_of_trades(click.get_current_context(), symbols, replay, standin=False)
     if not replay and not symbols:
         raise click.UsageError("give --symbols BTCUSDT,ETHUSDT (or ALL) for live trades, or --replay FILE")
     everything = market_mode(symbols, quote, replay is not None)

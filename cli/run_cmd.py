@@ -18,6 +18,7 @@ from .options import (
     POSITIVE_DURATION,
     live_symbols_option,
     market_mode,
+    one_source_of_trades,
     producer_market_options,
     producer_metrics_options,
 )
@@ -348,6 +349,7 @@ def run(ctx: click.Context, **options: Any) -> None:
       K2_BOOTSTRAP_SERVERS=kafka.example:9092 K2_REGISTRY_URL=http://registry.example:8081 \\
         K2_CONNECT_URL=http://connect.example:8083 K2_CATALOG_URI=http://catalog.example:8181 k2 run --standin
     """
+    one_source_of_trades(ctx, options["symbols"], options["replay"], options["standin"])
     job = Job(ctx, **options)
     try:
         for step in STEPS:

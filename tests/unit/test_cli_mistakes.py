@@ -58,3 +58,29 @@ def test_a_url_that_is_not_one_is_a_usage_error_before_anything_is_reached(
     assert result.exit_code == 2, result.output
     assert says in result.output
     assert "unreachable" not in result.output and "unexpected" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [("prodce", "Did you mean 'produce'?"), ("stat", "Did you mean 'status' or 'stack'?")],
+)
+def test_a_mistyped_command_gets_the_near_names(typed: str, says: str) -> None:
+    result = CliRunner().invoke(cli, [typed], env=AWAY)
+    assert result.exit_code == 2
+    assert f"No such command '{typed}'. {says}" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["run", "--standin", "--replay", "{sample}", "--dry-run"], "--replay and --standin are two sources"),
+        (["run", "--standin", "--symbols", "BTCUSDT", "--dry-run"], "--standin streams the sample's symbols"),
+        (["run", "--replay", "{sample}", "--symbols", "ETHUSDT", "--dry-run"], "--replay streams the file's own"),
+        (["produce", "--replay", "{sample}", "--symbols", "BTCUSDT", "--dry-run"], "--replay streams the file's own"),
+    ],
+)
+def test_two_sources_of_trades_or_symbols_a_source_ignores_are_refused(args: list[str], says: str) -> None:
+    sample = Path(__file__).resolve().parents[2] / "producer" / "samples" / "binance-trades-sample.jsonl"
+    result = CliRunner().invoke(cli, [arg.format(sample=sample) for arg in args], env=AWAY)
+    assert result.exit_code == 2, result.output
+    assert says in result.output
