@@ -55,9 +55,15 @@ def query(settings: Settings, sql: str, fmt: str, snapshot_id: int | None, as_of
 
     if snapshot_id is not None and as_of is not None:
         raise click.UsageError("--snapshot and --as-of do not go together: pick one")
-    from k2.query.engine import refuse_writes
+    from k2.query.engine import parse_problem, refuse_writes
 
-    refuse_writes(sql)  # before the catalog is reached: a write is refused even with the catalog away
+    # Before the catalog is reached: text that is not SQL, or a write, is refused with the catalog away.
+    if not sql.strip():
+        raise click.UsageError('no SQL given: k2 query "select count(*) from trades"')
+    problem = parse_problem(sql)
+    if problem:
+        raise click.UsageError(f"the SQL does not parse: {problem}")
+    refuse_writes(sql)
     lake = Lake(settings.catalog_uri, snapshot_id=snapshot_id, as_of=as_of)
     if fmt == "parquet":
         emit_table(lake.query(sql), fmt)
@@ -97,6 +103,7 @@ def candles(
     from k2.query.engine import Lake
     from k2.query.market import candles as compute
 
+    since, until = _ordered(since, until)
     lake = Lake(settings.catalog_uri, trades=table)
     emit([row for symbol in symbols for row in compute(lake, symbol, interval, since, until)], fmt, CANDLE_COLUMNS)
 
@@ -105,9 +112,18 @@ def _window(last: float, since: str | None, until: str | None) -> tuple[str, str
     from datetime import UTC, datetime, timedelta
 
     if since:
-        return since, until or NO_END
+        return _ordered(since, until or NO_END)
     end = datetime.now(UTC)
-    return (end - timedelta(seconds=last)).isoformat(), (until or end.isoformat())
+    return _ordered((end - timedelta(seconds=last)).isoformat(), until or end.isoformat())
+
+
+def _ordered(since: str, until: str) -> tuple[str, str]:
+    """The window, refused before any query when it holds no instant (--until at or before its start)."""
+    from datetime import datetime
+
+    if datetime.fromisoformat(until.replace("Z", "+00:00")) <= datetime.fromisoformat(since.replace("Z", "+00:00")):
+        raise click.UsageError(f"the window is empty: --until {until} is not after its start {since}")
+    return since, until
 
 
 @click.command()

@@ -257,6 +257,15 @@ def _utc(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
+def parse_problem(sql: str) -> str | None:
+    """DuckDB's own parser's complaint about the text, in one line, or None when every statement parses."""
+    try:
+        duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        return str(exc).strip().splitlines()[0]
+    return None
+
+
 def refuse_writes(sql: str) -> None:
     """k2 query is read-only: every statement of the text, as DuckDB's own parser splits it, must be a query,
     or an EXPLAIN of one (EXPLAIN ANALYZE runs what it explains). Read-only PRAGMAs and SHOW/DESCRIBE parse

@@ -84,3 +84,24 @@ def test_two_sources_of_trades_or_symbols_a_source_ignores_are_refused(args: lis
     result = CliRunner().invoke(cli, [arg.format(sample=sample) for arg in args], env=AWAY)
     assert result.exit_code == 2, result.output
     assert says in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["query", "selec 1"], 'the SQL does not parse: Parser Error: syntax error at or near "selec"'),
+        (["query", "select 1; selec 2"], "the SQL does not parse"),
+        (["query", "   "], "no SQL given"),
+        (
+            ["candles", "--symbols", "BTCUSDT", "--since", "2026-12-08T00:00:00Z", "--until", "2026-12-01T00:00:00Z"],
+            "the window is empty: --until 2026-12-01T00:00:00Z is not after its start 2026-12-08T00:00:00Z",
+        ),
+        (["volume", "--since", "2026-12-08T00:00:00Z", "--until", "2026-12-08T00:00:00Z"], "the window is empty"),
+        (["volume", "--last", "1h", "--until", "2020-01-01T00:00:00Z"], "the window is empty"),
+    ],
+)
+def test_sql_and_windows_are_checked_before_the_catalog_is_reached(args: list[str], says: str) -> None:
+    result = CliRunner().invoke(cli, args, env=AWAY)
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert "unreachable" not in result.output
