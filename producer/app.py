@@ -322,16 +322,10 @@ def preflight(options: ProduceOptions) -> dict[str, Any]:
     from k2.schemas.contract import load_topics
     from k2.schemas.registry import register
 
-    check_topics_exist(options.bootstrap_servers, [options.topic, options.dlq_topic])
-    spec = replace(load_topics()["trades"], name=options.topic)
-    with SchemaRegistryClient({"url": options.registry_url}) as client:
-        schema = register(client, options.registry_url, spec, dry_run=True)
-    report: dict[str, Any] = {
-        "topic": options.topic,
-        "dlq_topic": options.dlq_topic,
-        "subject": schema.subject,
-        "schema": schema.action,
-    }
+    # What can be checked without Kafka first (the replay file, the symbols against exchangeInfo): a
+    # mistake there is found in a moment, not after waiting for a broker that may not be up yet.
+    report: dict[str, Any] = {"topic": options.topic, "dlq_topic": options.dlq_topic}
+    source: dict[str, Any] = {}
     if options.replay is not None:
         trades = bad = 0
         try:
@@ -343,15 +337,24 @@ def preflight(options: ProduceOptions) -> dict[str, Any]:
                         bad += 1
         except OSError as exc:
             raise ProducerError(f"cannot read replay file {options.replay}: {exc.strerror}") from exc
-        report |= {"replay_trades": trades, "replay_dead_letters": bad}
+        if trades == 0:
+            lines = f"{bad} line{'s' if bad != 1 else ''}"
+            what = f"none of its {lines} is a Binance trade frame" if bad else "it is empty"
+            raise ProducerError(f"replay file {options.replay} holds no trades to replay: {what}")
+        source = {"replay_trades": trades, "replay_dead_letters": bad}
     else:
         universe, symbols = starting_symbols(options)
-        report["symbols"] = "ALL" if options.all_symbols else ",".join(symbols)
+        source["symbols"] = "ALL" if options.all_symbols else ",".join(symbols)
         if options.all_symbols:
-            report["quotes"] = ",".join(options.quotes) or "any"
-            report["symbols_to_stream"] = len(symbols)
+            source["quotes"] = ",".join(options.quotes) or "any"
+            source["symbols_to_stream"] = len(symbols)
         groups = pack(options.ws_url, symbols, max_url_length=options.max_url_length) if symbols else []
-        report["connections"] = len(groups) * options.redundancy
+        source["connections"] = len(groups) * options.redundancy
+    check_topics_exist(options.bootstrap_servers, [options.topic, options.dlq_topic])
+    spec = replace(load_topics()["trades"], name=options.topic)
+    with SchemaRegistryClient({"url": options.registry_url}) as client:
+        schema = register(client, options.registry_url, spec, dry_run=True)
+    report |= {"subject": schema.subject, "schema": schema.action, **source}
     return report
 
 

@@ -105,3 +105,21 @@ def test_sql_and_windows_are_checked_before_the_catalog_is_reached(args: list[st
     assert result.exit_code == 2, result.output
     assert says in result.output
     assert "unreachable" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "holds no trades to replay: it is empty"),
+        (bytes(range(256)) * 40, "is a Binance trade frame"),
+        (b'{"not": "a frame"}\n' * 3, "none of its 3 lines is a Binance trade frame"),
+    ],
+)
+def test_a_replay_with_no_trades_is_refused_by_the_dry_run_before_kafka(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    replay = tmp_path / "frames.jsonl"
+    replay.write_bytes(content)
+    result = CliRunner().invoke(cli, ["produce", "--replay", str(replay), "--dry-run"], env=AWAY)
+    assert result.exit_code == 1, result.output
+    assert says in result.output and "unreachable" not in result.output
