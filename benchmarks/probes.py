@@ -94,3 +94,32 @@ def candles_today(env: dict[str, str], table: str, symbol: str) -> float | None:
     return timed(
         env, "candles", "--symbols", symbol, "--interval", "1m", "--since", today, "--table", table, "--format", "json"
     )
+
+
+def produce_command(
+    symbols: list[str], ws_url: str, rest_url: str, topic: str, dlq: str, trades: int, metrics_port: int, *extra: str
+) -> list[str]:
+    """`k2 produce` of ``trades`` trades of these symbols from a stand-in, JSON summary, metrics on the port."""
+    return [
+        sys.executable,
+        "-m",
+        "k2.cli",
+        "produce",
+        "--symbols",
+        ",".join(symbols),
+        "--ws-url",
+        ws_url,
+        "--rest-url",
+        rest_url,
+        "--topic",
+        topic,
+        "--dlq-topic",
+        dlq,
+        "--format",
+        "json",
+        "--max-messages",
+        str(trades),
+        "--metrics-port",
+        str(metrics_port),
+        *extra,
+    ]

@@ -37,7 +37,7 @@ from k2.producer.defaults import METRICS_PORT
 from k2.producer.sample import generate_events
 from k2.stack.ports import default_home
 
-from probes import candles_today, k2, rss_bytes, stack_env, timed
+from probes import candles_today, k2, produce_command, rss_bytes, stack_env, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
@@ -171,28 +171,7 @@ def main(
     try:
         with BinanceStandIn(events, rate=rate) as server:
             producer = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "k2.cli",
-                    "produce",
-                    "--symbols",
-                    ",".join(SYMBOLS),
-                    "--ws-url",
-                    server.ws_url,
-                    "--rest-url",
-                    server.rest_url,
-                    "--topic",
-                    topic,
-                    "--dlq-topic",
-                    dlq,
-                    "--format",
-                    "json",
-                    "--max-messages",
-                    str(count),
-                    "--metrics-port",
-                    str(producer_metrics_port),
-                ],
+                produce_command(SYMBOLS, server.ws_url, server.rest_url, topic, dlq, count, producer_metrics_port),
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

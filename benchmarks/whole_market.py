@@ -42,7 +42,7 @@ from typing import Any
 
 import click
 
-from probes import CLK_TCK, candles_today, k2, proc_stats, scrape, stack_env, timed
+from probes import CLK_TCK, candles_today, k2, proc_stats, produce_command, scrape, stack_env, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS: dict[str, list[tuple[str, str, str]] | None] = {
@@ -466,30 +466,17 @@ def main(
     producer_log = (out / f"{run}.producer.log").open("w")
     ws_url = f"ws://127.0.0.1:{standin_port}"
     producer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "k2.cli",
-            "produce",
-            "--symbols",
-            ",".join(symbols),
-            "--ws-url",
+        produce_command(
+            symbols,
             ws_url,
-            "--rest-url",
             f"http://127.0.0.1:{standin_port}",
-            "--topic",
             topic,
-            "--dlq-topic",
             dlq,
-            "--format",
-            "json",
-            "--max-messages",
-            str(total),
-            "--metrics-port",
-            str(producer_metrics),
+            total,
+            producer_metrics,
             "--redundancy",
             str(redundancy),
-        ],
+        ),
         env=env,
         stdout=subprocess.PIPE,
         stderr=producer_log,
