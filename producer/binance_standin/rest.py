@@ -7,6 +7,7 @@ Endpoints: historicalTrades and aggTrades (trade_lookups.py), exchangeInfo (exch
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,21 +22,15 @@ from k2.producer.binance_standin.trade_lookups import agg_trades, historical_tra
 from k2.producer.binance_standin.weights import ENDPOINT_WEIGHTS, RequestWeights
 
 
+@dataclass
 class RestApi:
-    """Answers REST requests over ``tape``, charging ``weights`` and counting in ``counters``.
+    """Answers REST requests over ``tape``, charging ``weights`` and counting in ``counters``."""
 
-    ``waf_block_requests``: request numbers (every ``/api/`` request, from 1) the firewall answers 403.
-    ``rest_lag_s``: the trade history sees a trade only that long after its broadcast.
-    """
-
-    def __init__(
-        self, tape: Tape, weights: RequestWeights, counters: Counters, waf_block_requests: set[int], rest_lag_s: float
-    ) -> None:
-        self.tape = tape
-        self.weights = weights
-        self.counters = counters
-        self.waf_block_requests = waf_block_requests
-        self.rest_lag_s = rest_lag_s
+    tape: Tape
+    weights: RequestWeights
+    counters: Counters
+    waf_block_requests: set[int]  # request numbers (every /api/ request, from 1) the firewall answers 403
+    rest_lag_s: float  # the trade history sees a trade only this long after its broadcast
 
     def answer(self, request: Request) -> Response:
         """The answer to one ``/api/`` request."""
