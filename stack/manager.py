@@ -133,6 +133,18 @@ class Step(Mapping[str, object]):
         return len(PLAN_COLUMNS)
 
 
+def missing_program(find: Callable[[], str], checked: dict[Callable[[], str], str | None]) -> str | None:
+    """Why a program the stack needs cannot be used (``find``'s error: not on PATH, too old), else None;
+    looked up once per plan (``checked``)."""
+    if find not in checked:
+        try:
+            find()
+            checked[find] = None
+        except StackError as exc:
+            checked[find] = str(exc)
+    return checked[find]
+
+
 def go_skip_reason(tool: GoTool, cache: Path, go: str | None) -> str | None:
     """Why a service run by a Go program cannot start now, with how to get it; None when it can (built
     already, or Go is on PATH to build it)."""
@@ -558,6 +570,7 @@ class Stack:
         # Services run by a Go program are left out when Go is missing: the rest of the stack still starts.
         skips = self.go_skips([svc for svc in selected if self.pid(svc) is None], find_go())
         steps: list[Step] = []
+        checked: dict[Callable[[], str], str | None] = {}
         for svc in selected:
             state = self.state(svc)
             seen = (svc, state.url, state.state)
@@ -574,7 +587,14 @@ class Stack:
                 download = svc.component if svc.component in unresolved else None
                 tool = tools[svc.tool] if svc.tool else None
                 build = tool if tool and not is_built(self.ctx.cache, tool) else None
-                steps.append(Step(*seen, "start", download=download, build=build))
+                # A JVM needs Java 17+, a download needs Maven: what `up` would refuse, the plan says.
+                missing = (svc.component and missing_program(find_java, checked)) or (
+                    download and missing_program(find_maven, checked)
+                )
+                if missing:
+                    steps.append(Step(*seen, "fail", missing))
+                else:
+                    steps.append(Step(*seen, "start", download=download, build=build))
         return steps
 
     def _refusal(self, step: Step) -> str:

@@ -256,8 +256,10 @@ def test_a_service_depending_on_a_skipped_one_is_skipped_for_the_same_reason(tmp
 
 
 def test_dry_run_without_go_says_metrics_and_alerts_would_be_skipped(tmp_path: Path) -> None:
+    real_java = os.path.realpath(__import__("shutil").which("java") or "/usr/bin/java")
     env = {
-        "PATH": path_with(tmp_path, {}),
+        "PATH": path_with(tmp_path, {"java": f'exec "{real_java}" "$@"', "mvn": "exit 0"}),  # Java and Maven, no Go
+        "JAVA_HOME": "",
         "K2_HOME": str(tmp_path / "home"),
         "K2_CACHE_DIR": str(tmp_path / "cache"),
         **AWAY_PORTS,

@@ -106,3 +106,24 @@ def test_up_refuses_a_failing_step_before_changing_anything(tmp_path: Path, monk
         the_stack.up(timeout=5, progress=lambda _: None)
     assert (tmp_path / "home" / "run" / "catalog.json").exists(), "the crashed catalog's record is kept"
     assert not (tmp_path / "cache").exists() and not (tmp_path / "home" / "ports.json").exists()
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def test_the_dry_run_fails_as_up_would_without_java_or_maven(tmp_path: Path) -> None:
+    base = {"JAVA_HOME": "", "K2_HOME": str(tmp_path / "home"), "K2_CACHE_DIR": str(tmp_path / "cache"), **AWAY_PORTS}
+    no_java = {**base, "PATH": path_with(_dir(tmp_path / "a"), {"mvn": "exit 0"})}
+    dry = CliRunner().invoke(cli, ["stack", "up", "--dry-run", "--format", "json"], env=no_java)
+    assert dry.exit_code == 1
+    actions = {row["service"]: row["action"] for row in json.loads(dry.stdout)}
+    assert actions["kafka"].startswith("would fail: Java 17+ is required but no java was found on PATH")
+    assert actions["maintainer"] == "would start", "a Python process needs no Java"
+    real_java = os.path.realpath(shutil.which("java") or "/usr/bin/java")
+    no_maven = {**base, "PATH": path_with(_dir(tmp_path / "b"), {"java": f'exec "{real_java}" "$@"'})}
+    dry = CliRunner().invoke(cli, ["stack", "up", "--dry-run", "--format", "json"], env=no_maven)
+    assert dry.exit_code == 1
+    actions = {row["service"]: row["action"] for row in json.loads(dry.stdout)}
+    assert actions["connect"].startswith("would fail: Maven is required to download the stack's jars")
