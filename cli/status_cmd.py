@@ -28,10 +28,20 @@ def _services(settings: Settings) -> list[dict[str, Any]]:
 
     if not uses_local_stack(settings):
         return [{"name": r["service"], "url": r["url"], "state": r["state"]} for r in reachable(settings)]
-    states = Stack(Context(settings.home, default_cache(), stack_ports(settings.home))).states()
+    ctx = Context(settings.home, default_cache(), stack_ports(settings.home))
+    states = Stack(ctx).states()
     if all(s.pid is None for s in states):  # not ours: services on the local ports (Docker Compose) count
         return [{"name": r["service"], "url": r["url"], "state": r["state"]} for r in reachable(settings)]
-    return [{"name": s.service, "url": s.url, "state": s.state} for s in states]
+    found = [{"name": s.service, "url": s.url, "state": s.state} for s in states]
+    # A running maintainer whose cycles fail is alive, not healthy: its heartbeat says what failed.
+    from k2.connect.maintainer import last_cycle_problem
+    from k2.stack.services import maintainer_heartbeat
+
+    problem = last_cycle_problem(maintainer_heartbeat(ctx))
+    for row in found:
+        if problem and row["name"] == "maintainer" and row["state"] == "running":
+            row |= {"state": "failing", "problem": problem}
+    return found
 
 
 def _producer(url: str) -> dict[str, Any]:
@@ -207,7 +217,11 @@ def gather(
     unhealthy: list[str] = []
     status: dict[str, Any] = {"checked_at": datetime.now(UTC), "services": _services(settings)}
     fine = ("running", "answering", "skipped")  # skipped: metrics and alerts without Go, said by `k2 stack up`
-    unhealthy += [f"service {s['name']} {s['state']}" for s in status["services"] if s["state"] not in fine]
+    unhealthy += [
+        f"service {s['name']} {s['state']}" + (f": {s['problem']}" if s.get("problem") else "")
+        for s in status["services"]
+        if s["state"] not in fine
+    ]
     status["producer"] = _producer(producer_url)
     if require_producer and status["producer"]["state"] != "connected":
         unhealthy.append(f"producer {status['producer']['state']}")
@@ -257,7 +271,10 @@ def gather(
 
 def rows(status: dict[str, Any]) -> list[dict[str, Any]]:
     """The status as part/name/state/detail rows (table and CSV)."""
-    out = [{"part": "service", "name": s["name"], "state": s["state"], "detail": s["url"]} for s in status["services"]]
+    out = [
+        {"part": "service", "name": s["name"], "state": s["state"], "detail": s.get("problem") or s["url"]}
+        for s in status["services"]
+    ]
     producer = status["producer"]
     detail = ", ".join(f"{k} {v}" for k, v in producer.items() if k not in ("state", "url") and v is not None)
     out.append({"part": "producer", "name": producer["url"], "state": producer["state"], "detail": detail})

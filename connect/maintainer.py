@@ -42,20 +42,24 @@ def heartbeat_age(path: Path) -> float | None:
         return None
 
 
+# One failed cycle is a blip (the catalog restarting); two in a row are a state worth reporting.
+FAILING_AFTER_CYCLES = 2
+
+
 def last_cycle_problem(path: Path) -> str | None:
-    """What went wrong in the maintainer's last finished cycle, in one line, or None when it went well
-    (or none has finished yet): a fresh heartbeat shows the process is alive, not that it maintains."""
+    """What went wrong in the maintainer's last cycles, in one line, once FAILING_AFTER_CYCLES cycles in a
+    row have failed; None while they go well (or none has finished yet): a fresh heartbeat shows the
+    process is alive, not that it maintains."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     problems = record.get("last_cycle_problems") or {}
-    if not problems:
+    if not problems or record.get("failing_cycles", 0) < FAILING_AFTER_CYCLES:
         return None
-    since = record.get("failing_since")
     where, what = next(iter(sorted(problems.items())))
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{where}: {what}{more}" + (f"; failing since {since}" if since else "")
+    return f"{where}: {what}{more}; failing since {record.get('failing_since')} ({record['failing_cycles']} cycles)"
 
 
 def watch(
@@ -147,6 +151,7 @@ def watch(
         state["cycle_seconds"] = round(time.monotonic() - started, 3)
         # The outcome travels with the heartbeat: alive is not the same as maintaining.
         state["last_cycle_problems"] = problems
+        state["failing_cycles"] = state.get("failing_cycles", 0) + 1 if problems else 0
         if not problems:
             state["failing_since"] = None
         elif not state.get("failing_since"):

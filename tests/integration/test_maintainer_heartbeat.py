@@ -43,7 +43,7 @@ def test_failing_cycles_are_in_the_heartbeat_and_the_metrics_until_one_works(
     watch(catalog_factory, [table], timedelta(0), heartbeat=heartbeat, cycles=2, metrics_port=port)
     record = json.loads(heartbeat.read_text())
     assert record["cycle"] == 2 and set(record["last_cycle_problems"]) == {"catalog"}, record
-    assert record["failing_since"]
+    assert record["failing_since"] and record["failing_cycles"] == 2
     problem = last_cycle_problem(heartbeat)
     assert problem is not None and "\n" not in problem
     assert problem.startswith("catalog: unavailable:") and "failing since" in problem
@@ -55,4 +55,5 @@ def test_failing_cycles_are_in_the_heartbeat_and_the_metrics_until_one_works(
     watch(catalog_factory, [table], timedelta(0), heartbeat=heartbeat, cycles=1)
     record = json.loads(heartbeat.read_text())
     assert record["last_cycle_problems"] == {} and record["failing_since"] is None, record
+    assert record["failing_cycles"] == 0
     assert last_cycle_problem(heartbeat) is None
