@@ -102,6 +102,29 @@ class ServiceUrl(click.ParamType):
 SERVICE_URL = ServiceUrl()
 
 
+class Rate(click.ParamType):
+    """Events per second: a finite number above 0 and at most MAX_RATE (``inf`` and ``nan`` parse as
+    floats, and no clock can pace them)."""
+
+    name = "rate"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "PER_SECOND"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of events per second", param, ctx)
+        if not 0 < rate <= MAX_RATE:  # NaN fails both
+            self.fail(f"{value!r} is not a rate above 0 and at most {MAX_RATE:,.0f} per second", param, ctx)
+        return rate
+
+
+MAX_RATE = 1_000_000.0
+RATE = Rate()
+
+
 class Moment(click.ParamType):
     """An ISO-8601 time, UTC unless it says otherwise (2026-11-27T12:00:00Z), checked before any query."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -17,6 +18,7 @@ from .options import (
     DEMO_SYMBOLS,
     DURATION,
     POSITIVE_DURATION,
+    RATE,
     live_symbols_option,
     market_mode,
     one_source_of_trades,
@@ -196,7 +198,7 @@ def binance_standin() -> None:
 
     \b
     Examples:
-      k2 binance-standin generate --out /tmp/frames.jsonl --duration 3m
+      k2 binance-standin generate --output /tmp/frames.jsonl --duration 3m
       k2 binance-standin serve --frames /tmp/frames.jsonl --port 9443 --rate 50
     """
 
@@ -212,9 +214,7 @@ def binance_standin() -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=9443, show_default=True, help="Port for both WebSocket and REST."
 )
-@click.option(
-    "--rate", type=click.FloatRange(min=0, min_open=True), default=50.0, show_default=True, help="Frames per second."
-)
+@click.option("--rate", type=RATE, default=50.0, show_default=True, help="Frames per second.")
 @click.option("--loop/--no-loop", default=True, show_default=True, help="Replay again with new ids at the end.")
 @click.option(
     "--disconnect-every", type=click.IntRange(min=0), default=0, help="Force a disconnect every N frames (0: never)."
@@ -267,14 +267,15 @@ def serve(
       k2 binance-standin serve --frames f.jsonl --rate 500 --disconnect-every 2000
       k2 binance-standin serve --frames f.jsonl --weight-limit 100 --time-scale 60 --symbol-status BNBUSDT=HALT
     """
-    import asyncio
-
     from k2.producer.binance_standin.listings import SYMBOL_STATUSES
     from k2.producer.binance_standin.script import Script
     from k2.producer.binance_standin.server import BinanceStandIn
     from k2.producer.binance_standin.tape import load_frames
 
-    events = load_frames(frames)
+    try:
+        events = load_frames(frames)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--frames") from None
     if not events:
         raise click.BadParameter(f"{frames} holds no trade frames", param_hint="--frames")
     statuses = dict(item.partition("=")[::2] for item in symbol_status)
@@ -299,23 +300,36 @@ def serve(
         rest_lag_s=rest_lag,
         symbol_status=statuses,
     )
+    try:
+        server.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    # The port it got (with --port 0, the one the system chose), once it listens.
     click.echo(
-        f"Binance stand-in (not Binance) on ws://{host}:{port} and http://{host}:{port}: {len(events)} trades; "
-        f"REST weight limit {weight_limit}/min (a minute lasts {60 / time_scale:g} s)",
+        f"Binance stand-in (not Binance) on ws://{host}:{server.port} and http://{host}:{server.port}: "
+        f"{len(events)} trades; REST weight limit {weight_limit}/min (a minute lasts {60 / time_scale:g} s)",
         err=True,
     )
     try:
-        asyncio.run(server.serve_forever())
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
-        pass
+        server.stop()
+
+
+# generate says how much it will write past this many frames (a frame is about FRAME_BYTES on disk).
+GENERATE_WARN_FRAMES = 1_000_000
+FRAME_BYTES = 200
 
 
 @binance_standin.command()
 @click.option(
+    "--output",
     "--out",
+    "out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="File to write the frames to (replaced if it exists).",
+    help="File to write the frames to (replaced if it exists); --out is the older name.",
 )
 @symbols_option(
     "Symbols to trade; non-ASCII ones (e.g. 币安人生USDT) are allowed, as on Binance since 2025-12.",
@@ -325,13 +339,7 @@ def serve(
 @click.option(
     "--duration", type=POSITIVE_DURATION, default="3m", show_default=True, help="Span of trade time to generate."
 )
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=20.0,
-    show_default=True,
-    help="Trades per second over all symbols.",
-)
+@click.option("--rate", type=RATE, default=20.0, show_default=True, help="Trades per second over all symbols.")
 @click.option(
     "--seed", type=int, default=7, show_default=True, help="Random seed: the same seed writes the same frames."
 )
@@ -340,12 +348,34 @@ def generate(out: Path, symbols: list[str], duration: float, rate: float, seed: 
 
     \b
     Examples:
-      k2 binance-standin generate --out /tmp/frames.jsonl
-      k2 binance-standin generate --out big.jsonl --duration 1h --rate 500 --symbols BTCUSDT,ETHUSDT
-      k2 binance-standin generate --out unicode.jsonl --symbols 币安人生USDT,BTCUSDT
+      k2 binance-standin generate --output /tmp/frames.jsonl
+      k2 binance-standin generate --output big.jsonl --duration 1h --rate 500 --symbols BTCUSDT,ETHUSDT
+      k2 binance-standin generate --output unicode.jsonl --symbols 币安人生USDT,BTCUSDT
     """
     from k2.producer.sample import generate_events, write_frames
 
     start = int(time.time() * 1000) - int(duration * 1000)
-    written = write_frames(out, generate_events(symbols, duration, rate, start, seed))
+    if start < 0:
+        raise click.BadParameter("reaches back before 1970: trade times cannot be negative", param_hint="--duration")
+    expected = duration * rate
+    if expected < 1:
+        raise click.UsageError(
+            f"--rate {rate:g} for --duration {duration_text(duration)} is less than one trade: nothing to write"
+        )
+    size = expected * FRAME_BYTES
+    free = shutil.disk_usage(out.resolve().parent if out.resolve().parent.exists() else Path.cwd()).free
+    if size > free:
+        raise click.UsageError(
+            f"--duration {duration_text(duration)} at --rate {rate:g} is about {expected:,.0f} frames "
+            f"(~{size / 1e9:,.1f} GB), more than the {free / 1e9:,.1f} GB free where {out} goes"
+        )
+    if expected > GENERATE_WARN_FRAMES:
+        click.echo(f"Writing about {expected:,.0f} frames (~{size / 1e9:.1f} GB) to {out}", err=True)
+    progress = Progress()
+    written = write_frames(
+        out,
+        generate_events(symbols, duration, rate, start, seed),
+        on_progress=lambda count: progress(f"{count:,} of about {expected:,.0f} frames written"),
+    )
+    progress("")
     click.echo(f"Wrote {written} trade frames to {out}")

@@ -7,7 +7,7 @@ seeded random walk, ids are consecutive per symbol, and every field has Binance'
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import ROUND_DOWN, Decimal
 from itertools import accumulate
 from pathlib import Path
@@ -74,12 +74,17 @@ def generate_events(
         }
 
 
-def write_frames(path: Path, events: Iterator[dict[str, object]]) -> int:
-    """Write combined-stream frames, one per line; returns the number written."""
+def write_frames(
+    path: Path, events: Iterator[dict[str, object]], on_progress: Callable[[int], None] | None = None
+) -> int:
+    """Write combined-stream frames, one per line; returns the number written. ``on_progress`` hears the
+    count every 100,000 frames."""
     written = 0
     with path.open("wb") as out:
         for event in events:
             stream = f"{str(event['s']).lower()}@trade"
             out.write(orjson.dumps({"stream": stream, "data": event}) + b"\n")
             written += 1
+            if on_progress is not None and written % 100_000 == 0:
+                on_progress(written)
     return written

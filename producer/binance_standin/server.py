@@ -179,15 +179,24 @@ class BinanceStandIn(Counters):
     def start(self) -> BinanceStandIn:
         """Serve in a background thread; returns once the port is bound."""
 
+        failed: list[BaseException] = []
+
         def run() -> None:
             self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self.serve_forever())
-            self._loop.close()
+            try:
+                self._loop.run_until_complete(self.serve_forever())
+            except Exception as exc:  # e.g. the port is taken: the caller hears why, not a timeout
+                failed.append(exc)
+                self._ready.set()
+            finally:
+                self._loop.close()
 
         self._thread = threading.Thread(target=run, name=STAND_IN_NAME, daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the Binance stand-in did not start")
+        if failed:
+            raise failed[0]
         return self
 
     def stop(self) -> None:

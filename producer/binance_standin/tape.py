@@ -47,10 +47,15 @@ def with_missing_ids(events: list[dict[str, Any]], symbol: str, ids: Iterable[in
 def load_frames(path: Path) -> list[dict[str, Any]]:
     """Trade events from a frames file (one combined-stream or raw trade frame per line)."""
     events = []
-    for line in path.read_bytes().splitlines():
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
         if not line.strip():
             continue
-        message = orjson.loads(line)
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:  # the file's line, not the position inside that line alone
+            raise ValueError(f"{path} line {number}, column {exc.colno}: not a JSON frame ({exc.msg})") from None
+        if not isinstance(message, dict):
+            raise ValueError(f"{path} line {number} is not a JSON object (a Binance frame)")
         data = message.get("data", message)
         if isinstance(data, dict) and data.get("e") == "trade":
             events.append(data)

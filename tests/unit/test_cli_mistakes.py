@@ -3,6 +3,10 @@ in-process against ports where nothing listens, so reaching a service would show
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +127,67 @@ def test_a_replay_with_no_trades_is_refused_by_the_dry_run_before_kafka(
     result = CliRunner().invoke(cli, ["produce", "--replay", str(replay), "--dry-run"], env=AWAY)
     assert result.exit_code == 1, result.output
     assert says in result.output and "unreachable" not in result.output
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "producer" / "samples" / "binance-trades-sample.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--rate", "inf"], "'inf' is not a rate above 0 and at most 1,000,000 per second"),
+        (["--rate", "nan"], "'nan' is not a rate above 0"),
+        (["--rate", "1e-9"], "is less than one trade: nothing to write"),
+        (["--duration", "7000d", "--rate", "1000000"], "GB free where"),  # ~120 PB: more than any disk
+        (["--duration", "36500d"], "reaches back before 1970"),
+    ],
+)
+def test_generate_refuses_what_it_cannot_write(tmp_path: Path, args: list[str], says: str) -> None:
+    target = tmp_path / "frames.jsonl"
+    result = CliRunner().invoke(cli, ["binance-standin", "generate", "--output", str(target), *args], env=AWAY)
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert not target.exists(), "nothing written"
+
+
+def test_generate_takes_output_like_every_command_and_out_as_before(tmp_path: Path) -> None:
+    for flag in ("--output", "--out"):
+        target = tmp_path / f"{flag.strip('-')}.jsonl"
+        result = CliRunner().invoke(cli, ["binance-standin", "generate", flag, str(target), "--duration", "10s"])
+        assert result.exit_code == 0, result.output
+        assert len(target.read_bytes().splitlines()) == 200
+
+
+def test_serve_names_the_line_of_a_frame_that_is_not_json(tmp_path: Path) -> None:
+    frames = tmp_path / "frames.jsonl"
+    frames.write_bytes(SAMPLE.read_bytes().splitlines()[0] + b"\n\n\n\n\nnot json\n")
+    result = CliRunner().invoke(cli, ["binance-standin", "serve", "--frames", str(frames)], env=AWAY)
+    assert result.exit_code == 2
+    assert f"{frames} line 6, column 1: not a JSON frame" in result.output
+
+
+def test_serve_prints_the_port_it_got_and_refuses_a_taken_one_in_one_line() -> None:
+    served = subprocess.Popen(
+        [sys.executable, "-m", "k2.cli", "binance-standin", "serve", "--frames", str(SAMPLE), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert served.stderr is not None
+        banner = served.stderr.readline()
+        port = int(re.search(r"ws://127\.0\.0\.1:(\d+) ", banner).group(1))  # type: ignore[union-attr]
+        assert port != 0, banner
+        taken = subprocess.run(
+            [sys.executable, "-m", "k2.cli", "binance-standin", "serve", "--frames", str(SAMPLE), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert taken.returncode == 1
+        assert taken.stderr.strip().splitlines() == [taken.stderr.strip()]
+        assert taken.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port}:") and "in use" in taken.stderr
+    finally:
+        served.send_signal(signal.SIGINT)
+        served.wait(timeout=30)
+        if served.stderr is not None:
+            served.stderr.close()
