@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -261,14 +262,23 @@ def metrics_host_option(command: Any) -> Any:
     )(command)
 
 
-def producer_metrics_options(command: Any) -> Any:
-    """``--metrics-port`` and ``--metrics-host`` of the producer (`k2 produce`, `k2 run`)."""
-    command = metrics_host_option(command)
-    return click.option(
-        "--metrics-port",
-        type=click.IntRange(0, 65535),
-        default=METRICS_PORT,
-        show_default=True,
-        envvar=METRICS_PORT_ENV,
-        help=f"The producer's Prometheus metrics on HOST:PORT/metrics; 0: off.  [env: {METRICS_PORT_ENV}]",
-    )(command)
+def metrics_options(whose: str, envvar: str, default: int = 0) -> Callable[[Any], Any]:
+    """``--metrics-port`` (whose metrics, on which variable) and ``--metrics-host`` of a process that
+    serves Prometheus metrics: the producer, the maintainer, the supervisor."""
+
+    def decorate(command: Any) -> Any:
+        command = metrics_host_option(command)
+        return click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            default=default,
+            show_default=bool(default),
+            envvar=envvar,
+            help=f"{whose} Prometheus metrics on HOST:PORT/metrics; 0: off.  [env: {envvar}]",
+        )(command)
+
+    return decorate
+
+
+# `k2 produce`, `k2 run`.
+producer_metrics_options = metrics_options("The producer's", METRICS_PORT_ENV, METRICS_PORT)

@@ -15,7 +15,7 @@ from k2.stack.services import SERVICE_NAMES, Context
 if TYPE_CHECKING:
     from k2.stack.manager import Stack
 
-from .options import DURATION, POSITIVE_DURATION, metrics_host_option
+from .options import DURATION, POSITIVE_DURATION, metrics_options
 from .output import Progress, emit, format_option
 from .settings import Settings
 
@@ -301,15 +301,7 @@ def reset(settings: Settings, yes: bool, include_cache: bool, dry_run: bool, fmt
     type=click.Path(dir_okay=False, path_type=Path),
     help="A file rewritten with a JSON status after every check (a health check).",
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=0,
-    envvar="K2_SUPERVISOR_METRICS_PORT",
-    help="Prometheus metrics (restarts, failed tasks, give-ups) on HOST:PORT/metrics; 0: off.  "
-    "[env: K2_SUPERVISOR_METRICS_PORT]",
-)
-@metrics_host_option
+@metrics_options("The supervisor's (restarts, failed tasks, give-ups)", "K2_SUPERVISOR_METRICS_PORT")
 @click.option("--once", is_flag=True, help="Check once, act, print what was done, and exit.")
 @click.option("--dry-run", is_flag=True, help="Check once and print what would be done; change nothing.")
 @format_option()

@@ -12,7 +12,7 @@ import click
 
 from k2.stack.services import MAINTAINER_INTERVAL_DEFAULT
 
-from .options import DURATION, POSITIVE_DURATION, metrics_host_option
+from .options import DURATION, POSITIVE_DURATION, metrics_options
 from .output import emit, emit_record, format_option
 from .settings import Settings
 
@@ -95,15 +95,9 @@ def snapshots(settings: Settings, table: str, fmt: str) -> None:
     show_default=True,
     help="With --watch: time between cycles.",
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=0,
-    envvar="K2_MAINTAINER_METRICS_PORT",
-    help="With --watch: Prometheus metrics (files, snapshots, last commit age per table) on 127.0.0.1:PORT; "
-    "0: off.  [env: K2_MAINTAINER_METRICS_PORT]",
+@metrics_options(
+    "With --watch: the maintainer's (files, snapshots, last commit age per table)", "K2_MAINTAINER_METRICS_PORT"
 )
-@metrics_host_option
 @click.option(
     "--heartbeat",
     type=click.Path(dir_okay=False, path_type=Path),
