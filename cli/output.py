@@ -147,8 +147,11 @@ def emit(rows: Sequence[Mapping[str, Any]], fmt: str, columns: Sequence[str] | N
         if text:
             click.echo(text)
         return
-    with _open(destination.path, "a" if destination.opened else "w") as out:
-        out.write(text + "\n" if text else "")
+    try:
+        with _open(destination.path, "a" if destination.opened else "w") as out:
+            out.write(text + "\n" if text else "")
+    except OSError as exc:  # a full disk shows at write or close, not at open
+        raise click.ClickException(f"cannot write --output {destination.path}: {exc.strerror}") from None
     destination.opened = True
     destination.rows += len(rows)
 
@@ -172,7 +175,10 @@ def emit_table(table: pa.Table, fmt: str) -> None:
         raise click.UsageError("--format parquet writes one result; this command has several")
     import pyarrow.parquet as pq
 
-    pq.write_table(table, destination.path)
+    try:
+        pq.write_table(table, destination.path)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write --output {destination.path}: {exc}") from None
     destination.opened = True
     destination.rows += table.num_rows
 

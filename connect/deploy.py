@@ -45,6 +45,8 @@ def load_connector(path: Path) -> ConnectorFile:
         raise ConnectError(f"connector file {path} does not exist") from None
     except json.JSONDecodeError as exc:
         raise ConnectError(f"{path} is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConnectError(f"{path} is not a text file (not UTF-8 at byte {exc.start})") from None
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("config"), dict):
         raise ConnectError(f'{path} must be {{"name": "...", "config": {{...}}}}')
     if path.stem != data["name"]:

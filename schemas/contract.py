@@ -39,8 +39,11 @@ def load_schema_text(path: Path) -> str:
         fastavro.parse_schema(json.loads(text))
     except FileNotFoundError:
         raise SchemaError(f"schema file {path} does not exist") from None
-    except (ValueError, fastavro.schema.SchemaParseException) as exc:
-        raise SchemaError(f"{path} is not a valid Avro schema: {exc}") from exc
+    except (ValueError, TypeError, KeyError, AttributeError, fastavro.schema.SchemaParseException) as exc:
+        # ValueError covers text that is not UTF-8 and JSON that does not parse; fastavro meets JSON of
+        # another shape (a list of numbers, an object without "type") as Type-, Key- or AttributeErrors.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SchemaError(f"{path} is not a valid Avro schema: {reason}") from exc
     return text
 
 

@@ -191,3 +191,10 @@ def test_serve_prints_the_port_it_got_and_refuses_a_taken_one_in_one_line() -> N
         served.wait(timeout=30)
         if served.stderr is not None:
             served.stderr.close()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (a disk that is always full) here")
+def test_a_full_disk_under_output_is_one_line_naming_the_file() -> None:
+    result = CliRunner().invoke(cli, ["ksql", "validate", "--format", "json", "--output", "/dev/full"], env=AWAY)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ["Error: cannot write --output /dev/full: No space left on device"]
