@@ -16,6 +16,21 @@ from .output import emit, format_option
 from .settings import Settings
 
 
+def _refuse_unknown(variables: dict[str, str], migrations: list[Any]) -> None:
+    """A -d NAME no migration uses is a typo that would otherwise change nothing, silently."""
+    import re
+
+    used: set[str] = set()
+    for migration in migrations:
+        text = migration.path.read_text()
+        used.update(re.findall(r"\$\{([A-Za-z_][\w@]*)\}", text), re.findall(r"DEFINE\s+([A-Za-z_]\w*)", text))
+    unknown = sorted(set(variables) - used)
+    if unknown:
+        raise click.BadParameter(
+            f"no migration uses {', '.join(unknown)}; the variables are {', '.join(sorted(used))}", param_hint="-d"
+        )
+
+
 def _defaults(variables: dict[str, str]) -> dict[str, str]:
     """Topic names from schemas/topics.toml unless given (`trades_topic` for [topics.trades], `trades_dlq_topic`
     for [topics.trades-dlq]...): the files' DEFINEs are only fallbacks."""
@@ -73,8 +88,10 @@ def apply(settings: Settings, defines: tuple[str, ...], dry_run: bool, timeout: 
     from k2.ksql.client import apply as run_apply
     from k2.ksql.migrations import load_migrations, resolve
 
-    variables = _defaults(assignments(defines, "-d"))
+    given = assignments(defines, "-d")
     migrations = load_migrations()
+    _refuse_unknown(given, migrations)
+    variables = _defaults(given)
     if dry_run:
         rows = [
             {"file": m.path.name, "checksum": m.checksum, "line": statement.line, "statement": statement.text}
@@ -214,8 +231,10 @@ def validate(defines: tuple[str, ...], fmt: str) -> None:
     from k2.ksql.migrations import load_migrations
     from k2.ksql.validate import validate as run_validate
 
+    given = assignments(defines, "-d")
     migrations = load_migrations()
-    problems = run_validate(migrations, _defaults(assignments(defines, "-d")))
+    _refuse_unknown(given, migrations)
+    problems = run_validate(migrations, _defaults(given))
     if problems or fmt != "table":  # scripts get an empty array / a header when all is valid
         rows = [{"file": p.file, "line": p.line, "column": p.column, "item": p.item, "problem": p.message}
                 for p in problems]  # fmt: skip

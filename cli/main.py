@@ -65,6 +65,14 @@ class K2Group(click.Group):
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """``--verbose`` is the root's option, but users type it anywhere (`k2 query ... --verbose`): moved
+        before the subcommand, up to a ``--`` that ends the options."""
+        end = args.index("--") if "--" in args else len(args)
+        if "--verbose" in args[1:end]:
+            args = ["--verbose", *[arg for arg in args[:end] if arg != "--verbose"], *args[end:]]
+        return super().parse_args(ctx, args)
+
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
@@ -106,9 +114,7 @@ class K2Group(click.Group):
         if ctx.find_root().params.get("verbose"):
             traceback.print_exc()
         ours = type(exc).__module__.startswith("k2.")
-        message = (
-            str(exc) if ours else f"unexpected {type(exc).__name__}: {exc} (rerun as `k2 --verbose ...` for details)"
-        )
+        message = str(exc) if ours else f"unexpected {type(exc).__name__}: {exc} (rerun with --verbose for details)"
         click.echo(f"Error: {redact(message)}", err=True)
         sys.exit(1)
 

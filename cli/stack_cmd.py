@@ -32,6 +32,13 @@ def _stack(
     return Stack(context)
 
 
+def _s3_warehouse(value: str | None) -> str | None:
+    """--warehouse is s3://bucket[/prefix], checked before anything starts."""
+    if value is not None and (not value.startswith("s3://") or len(value) <= len("s3://")):
+        raise click.BadParameter(f"{value!r} is not s3://bucket/prefix (leave it out for the local disk)")
+    return value
+
+
 @click.group()
 def stack() -> None:
     """Run the local stack as plain processes on loopback (no Docker): Kafka, the schema registry, the
@@ -70,6 +77,7 @@ def _port_options(func: Any) -> Any:
 @click.option(
     "--warehouse",
     envvar="K2_WAREHOUSE",
+    callback=lambda _ctx, _param, value: _s3_warehouse(value),
     help="Warehouse of the Iceberg catalog: s3://bucket/prefix on S3-compatible storage (credentials from "
     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).  [env: K2_WAREHOUSE; default: K2_HOME/data/warehouse]",
 )
@@ -78,7 +86,7 @@ def _port_options(func: Any) -> Any:
 )
 @click.option(
     "--timeout",
-    type=DURATION,
+    type=POSITIVE_DURATION,
     default="300s",
     show_default=True,
     help="How long to wait for every service to be healthy.",

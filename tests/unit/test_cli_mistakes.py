@@ -198,3 +198,30 @@ def test_a_full_disk_under_output_is_one_line_naming_the_file() -> None:
     result = CliRunner().invoke(cli, ["ksql", "validate", "--format", "json", "--output", "/dev/full"], env=AWAY)
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == ["Error: cannot write --output /dev/full: No space left on device"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["ksql", "validate", "-d", "nosuch=1"], "no migration uses nosuch; the variables are"),
+        (["stack", "up", "--timeout", "0", "--dry-run"], "'0' must be longer than 0s"),
+        (["stack", "up", "--warehouse", "ftp://x", "--dry-run"], "'ftp://x' is not s3://bucket/prefix"),
+    ],
+)
+def test_inputs_that_would_change_nothing_or_cannot_work_are_usage_errors(args: list[str], says: str) -> None:
+    result = CliRunner().invoke(cli, args, env=AWAY)
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+
+
+def test_verbose_works_after_the_subcommand_too(tmp_path: Path) -> None:
+    target = tmp_path / "missing-folder" / "tape.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "k2.cli", "binance-standin", "generate", "--output", str(target), "--verbose"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"Error: {target}: No such file or directory"

@@ -215,7 +215,7 @@ def test_a_warehouse_that_is_not_s3_or_lacks_an_endpoint_is_refused_before_anyth
     )
     assert no_endpoint.exit_code == 1 and "needs --s3-endpoint" in no_endpoint.output
     not_s3 = runner.invoke(cli, ["--home", home, "stack", "up", "--warehouse", "/tmp/w", "--s3-endpoint", "http://x"])
-    assert not_s3.exit_code == 1 and "is not s3://bucket/prefix" in not_s3.output
+    assert not_s3.exit_code == 2 and "is not s3://bucket/prefix" in not_s3.output  # a usage error, at parse time
     assert not (tmp_path / "home" / "run").exists() or not any((tmp_path / "home" / "run").iterdir())
 
 
