@@ -15,7 +15,7 @@ def duration_seconds(text: str) -> float:
     """'90s', '10m', '24h', '7d' (a bare number is seconds) as seconds."""
     found = DURATION.match(str(text))
     if not found:
-        raise ConnectError(f"{text!r} is not a duration like 90s, 10m, 24h or 7d")
+        raise ConnectError(f"{text!r} is not a duration like 90s, 10m, 24h or 7d (a bare number is seconds)")
     return float(found[1]) * DURATION_UNITS[found[2] or "s"]
 
 
