@@ -11,7 +11,6 @@ import os
 import string
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -21,19 +20,8 @@ from hypothesis import strategies as st
 
 from k2.cli.main import cli
 
+from .cli_tree import COMMANDS
 
-def _leaves(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    context = click.Context(group)
-    for name in group.list_commands(context):
-        command = group.get_command(context, name)
-        assert command is not None, name
-        if isinstance(command, click.Group):
-            yield from _leaves(command, (*path, name))
-        else:
-            yield (*path, name), command
-
-
-COMMANDS = dict(_leaves(cli))
 # Every (command, option) that takes a value, root options included.
 VALUED = [
     (path, option.opts[0])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -24,19 +23,8 @@ from k2.cli.main import cli
 from k2.cli.options import Duration, Symbols
 from k2.cli.output import FORMATS, ROW_FORMATS
 
+from .cli_tree import COMMANDS
 
-def _leaves(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    context = click.Context(group)
-    for name in group.list_commands(context):
-        command = group.get_command(context, name)
-        assert command is not None, name
-        if isinstance(command, click.Group):
-            yield from _leaves(command, (*path, name))
-        else:
-            yield (*path, name), command
-
-
-COMMANDS = dict(_leaves(cli))
 IDS = [" ".join(path) for path in COMMANDS]
 
 # Commands that print no records, and why.
