@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from k2.stack.ports import Ports, stack_ports
+from k2.stack.ports import PORT_ROLES, Ports, stack_ports
 from k2.stack.services import SERVICE_NAMES, Context
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def _port_options(func: Any) -> Any:
             name.replace("-", "_") + "_port",
             type=click.IntRange(1, 65535),
             default=None,
-            help=f"Port for {name}.  [env: {var}; default: {default}]",
+            help=f"Port of {PORT_ROLES.get(name, name)}.  [env: {var}; default: {default}]",
         )(func)
     return func
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from .exceptions import StackError
-from .ports import HOST, PORTS_FILE, Ports, port_flag
+from .ports import HOST, PORT_ROLES, PORTS_FILE, Ports, port_flag
 from .resolve import (
     Component,
     GoTool,
@@ -59,13 +59,6 @@ WAREHOUSE_FILE = "warehouse.json"  # where the catalog's warehouse is, as the la
 # States that need nothing done: a service skipped by `up` (its Go program could not be had) is not a failure.
 OK_STATES = ("running", "skipped")
 # What the other ports of a service are, in messages.
-PORT_ROLES = {
-    "maintainer": "the maintainer's metrics",
-    "controller": "the Kafka controller",
-    "kafka_jmx": "the broker's JMX exporter",
-    "connect_jmx": "the Connect worker's JMX exporter",
-    "supervisor": "the supervisor's metrics",
-}
 
 
 @dataclass(frozen=True)

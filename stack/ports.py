@@ -118,3 +118,19 @@ def stack_ports(
     env = os.environ if env is None else env
     recorded = {Ports.ENV[k]: str(v) for k, v in recorded_ports(home).items()}
     return Ports.from_env(recorded | {k: v for k, v in env.items() if k in Ports.ENV.values()}, **(flags or {}))
+
+
+# What listens on each port, for help texts and errors.
+PORT_ROLES = {
+    "kafka": "the Kafka broker",
+    "controller": "the Kafka controller",
+    "registry": "the schema registry (Apicurio)",
+    "connect": "the Kafka Connect worker's REST API",
+    "catalog": "the Iceberg REST catalog",
+    "maintainer": "the maintainer's metrics",
+    "kafka_jmx": "the broker's JMX exporter",
+    "connect_jmx": "the Connect worker's JMX exporter",
+    "metrics": "the metrics server (VictoriaMetrics: UI, scrapes, dashboards)",
+    "alerts": "the alert rules (vmalert)",
+    "supervisor": "the supervisor's metrics",
+}

@@ -98,8 +98,8 @@ def test_up_refuses_a_port_in_use_before_downloading(busy_port: int, tmp_path: P
     assert result.exit_code == 1
     comm = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
     assert result.output.strip() == (
-        f"Error: port {busy_port} for registry is already in use by pid {os.getpid()} ({comm}), listen; stop it, "
-        f"or pick another port with --registry-port or K2_REGISTRY_PORT"
+        f"Error: port {busy_port} for the schema registry (Apicurio) is already in use by pid {os.getpid()} "
+        f"({comm}), listen; stop it, or pick another port with --registry-port or K2_REGISTRY_PORT"
     )
     assert not (tmp_path / "cache").exists(), "nothing may be downloaded when a port is taken"
 

@@ -102,7 +102,10 @@ def test_up_refuses_a_failing_step_before_changing_anything(tmp_path: Path, monk
     ]
     monkeypatch.setattr(Stack, "plan", lambda self, only=(): plan)
     monkeypatch.setattr("k2.stack.manager.find_java", lambda: "java")
-    with pytest.raises(StackError, match=r"^port 17083 for connect is already in use by .*--connect-port or K2_"):
+    with pytest.raises(
+        StackError,
+        match=r"^port 17083 for the Kafka Connect worker's REST API is already in use by .*--connect-port or K2_",
+    ):
         the_stack.up(timeout=5, progress=lambda _: None)
     assert (tmp_path / "home" / "run" / "catalog.json").exists(), "the crashed catalog's record is kept"
     assert not (tmp_path / "cache").exists() and not (tmp_path / "home" / "ports.json").exists()
