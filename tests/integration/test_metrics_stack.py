@@ -92,6 +92,7 @@ def test_vmalert_loaded_every_rule_of_the_stack(metrics_stack: LocalStack) -> No
         "ConnectorTaskNotRunning",
         "SinkLagHigh",
         "TableStale",
+        "MaintainerFailing",
         "SupervisorDown",
         "SinkTaskRestarted",
         "ServiceRestarted",
