@@ -59,10 +59,10 @@ def query(settings: Settings, sql: str, fmt: str, snapshot_id: int | None, as_of
 
     # Before the catalog is reached: text that is not SQL, or a write, is refused with the catalog away.
     if not sql.strip():
-        raise click.UsageError('no SQL given: k2 query "select count(*) from trades"')
+        raise click.ClickException('no SQL given: k2 query "select count(*) from trades"')
     problem = parse_problem(sql)
-    if problem:
-        raise click.UsageError(f"the SQL does not parse: {problem}")
+    if problem:  # one line, as the read-only refusal below and DuckDB's own errors are
+        raise click.ClickException(f"the SQL does not parse: {problem}")
     refuse_writes(sql)
     lake = Lake(settings.catalog_uri, snapshot_id=snapshot_id, as_of=as_of)
     if fmt == "parquet":

@@ -303,7 +303,7 @@ def test_query_errors_are_one_line_with_a_non_zero_exit(local_stack: LocalStack)
     assert unknown.returncode == 1
     assert "no_such_table does not exist" in unknown.stderr and "tables in the catalog:" in unknown.stderr
     bad_sql = local_stack.k2("query", "selec 1")
-    assert bad_sql.returncode == 1 and bad_sql.stderr.startswith("Error: Parser Error: syntax error")
+    assert bad_sql.returncode == 1 and bad_sql.stderr.startswith("Error: the SQL does not parse: Parser Error: syntax")
     assert "Traceback" not in bad_sql.stderr and len(bad_sql.stderr.strip().splitlines()) == 1
     for write_sql in (
         "create table x as select 1",
