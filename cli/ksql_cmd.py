@@ -18,12 +18,9 @@ from .settings import Settings
 
 def _refuse_unknown(variables: dict[str, str], migrations: list[Any]) -> None:
     """A -d NAME no migration uses is a typo that would otherwise change nothing, silently."""
-    import re
+    from k2.ksql.migrations import variable_names
 
-    used: set[str] = set()
-    for migration in migrations:
-        text = migration.path.read_text()
-        used.update(re.findall(r"\$\{([A-Za-z_][\w@]*)\}", text), re.findall(r"DEFINE\s+([A-Za-z_]\w*)", text))
+    used = set().union(*(variable_names(migration) for migration in migrations))
     unknown = sorted(set(variables) - used)
     if unknown:
         raise click.BadParameter(

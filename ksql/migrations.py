@@ -138,6 +138,13 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
+def variable_names(migration: Migration) -> set[str]:
+    """Every variable the migration DEFINEs or uses as ${name} (in strings too), from its tokens."""
+    used = {name for statement in migration.statements for token in statement.tokens
+            for name in substitute(token, {})[1]}  # fmt: skip
+    return used | set(migration.defaults)
+
+
 def resolve(migration: Migration, variables: dict[str, str]) -> list[Statement]:
     """The migration's statements with ${name} filled (-d values over the file's DEFINE defaults)."""
     values = {**migration.defaults, **variables}
